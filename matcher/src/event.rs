@@ -1,0 +1,80 @@
+//! What the matcher emits for the publisher: level changes, trades and book state, one event at a
+//! time through a caller-supplied sink so that applying a message allocates nothing.
+
+use mdfh_feed::itch::{Side, Stock};
+
+/// The new state of one aggregated price level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelChange {
+    pub side: Side,
+    /// Price in 1/10000 dollars.
+    pub price: u32,
+    /// Total visible shares now resting at `price`; 0 means the level was removed.
+    pub shares: u64,
+    /// Number of orders now resting at `price`; 0 when the level was removed.
+    pub orders: u32,
+}
+
+/// Where a trade came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeKind {
+    /// A displayed resting order executed (`E` or `C`).
+    Execution,
+    /// A non-displayed order executed (`P`); the visible book does not change.
+    NonDisplayed,
+    /// The bulk print of a cross (`Q`).
+    Cross,
+}
+
+/// One trade print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeEvent {
+    /// Price in 1/10000 dollars.
+    pub price: u32,
+    pub shares: u64,
+    pub match_number: u64,
+    /// Side of the resting order that was executed; `None` for crosses.
+    pub resting_side: Option<Side>,
+    pub kind: TradeKind,
+}
+
+/// Whether a book can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookStatus {
+    /// Every message for the book has been applied without an integrity problem.
+    Ok,
+    /// Messages were lost or could not be applied; the book may differ from the exchange's.
+    Stale,
+}
+
+/// One output of [`crate::Books::apply`] or of a session-level action on the books.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookEvent {
+    /// A price level of instrument `locate` changed. `top_changed` is true when the best bid or
+    /// best ask (price or size) differs from before this change.
+    Level { locate: u16, change: LevelChange, top_changed: bool },
+    /// A trade in instrument `locate`.
+    Trade { locate: u16, trade: TradeEvent },
+    /// Instrument `locate` is named `stock` (from a stock directory or the first add order).
+    Directory { locate: u16, stock: Stock },
+    /// The trading state of `locate` changed (`H` halted, `P` paused, `Q` quotation only, `T` trading).
+    TradingState { locate: u16, state: u8 },
+    /// The status of the book of `locate` changed.
+    Status { locate: u16, status: BookStatus },
+    /// Every book was cleared, because a new feed session started.
+    Reset,
+}
+
+impl BookEvent {
+    /// Returns the instrument the event is about, or `None` for [`BookEvent::Reset`].
+    pub fn locate(&self) -> Option<u16> {
+        match *self {
+            BookEvent::Level { locate, .. }
+            | BookEvent::Trade { locate, .. }
+            | BookEvent::Directory { locate, .. }
+            | BookEvent::TradingState { locate, .. }
+            | BookEvent::Status { locate, .. } => Some(locate),
+            BookEvent::Reset => None,
+        }
+    }
+}

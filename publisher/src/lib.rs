@@ -1,0 +1,5 @@
+//! Subscriber protocol and fan-out for mdfh.
+
+pub mod envelope;
+
+pub use envelope::Envelope;
