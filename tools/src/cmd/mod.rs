@@ -1,0 +1,5 @@
+//! One module per `mdfh` subcommand.
+
+pub mod book;
+pub mod convert;
+pub mod inspect;

@@ -1,0 +1,1 @@
+//! LOBSTER to ITCH 5.0 conversion (being written).
