@@ -4,7 +4,7 @@
 //! - [`moldudp64`]: MoldUDP64 packets: header, message blocks, heartbeats, end of session.
 //! - [`binaryfile`]: NASDAQ BinaryFILE, a big-endian u16 length before each message.
 //! - [`pcap`]: pcap and pcapng captures of Ethernet / IPv4 / UDP / MoldUDP64.
-//! - [`file`]: one reader over every recorded format, with the format detected from the bytes.
+//! - [`file`](mod@file): one reader over every recorded format, with the format detected from the bytes.
 //! - [`udp`]: MoldUDP64 receive over UDP unicast and multicast, batched where the OS allows.
 //! - [`soupbintcp`]: SoupBinTCP 3.0 framing, client and server.
 //! - [`session`]: MoldUDP64 session and sequence tracking: duplicates, gaps, session changes.

@@ -1,0 +1,221 @@
+//! MoldUDP64 and SoupBinTCP sequence tracking: every `PacketAction`, the counters behind it and
+//! the gap handler seam.
+
+use mdfh_feed::moldudp64::{PacketHeader, END_OF_SESSION, HEARTBEAT};
+use mdfh_feed::session::{GapHandler, PacketAction, SessionTracker, UNNAMED_SESSION};
+
+const S1: &[u8; 10] = b"000010059B";
+const S2: &[u8; 10] = b"000010059C";
+
+/// Returns a tracker that has delivered messages 1..=10 of session S1.
+fn tracker_at_11() -> SessionTracker {
+    let mut t = SessionTracker::new();
+    assert_eq!(t.on_packet(S1, 1, 10), PacketAction::NewSession { previous: None });
+    assert_eq!(t.next_expected(), 11);
+    t
+}
+
+#[test]
+fn first_packet_starts_session_without_gap() {
+    let mut t = SessionTracker::new();
+    assert_eq!(t.session(), None);
+    assert_eq!(t.on_packet(S1, 14757721, 3), PacketAction::NewSession { previous: None });
+    assert_eq!(t.session(), Some(*S1));
+    assert_eq!(t.next_expected(), 14757724);
+    assert_eq!(t.counters().gaps, 0);
+    assert_eq!(t.counters().session_changes, 0);
+    assert_eq!(t.counters().messages, 3);
+    assert!(!t.handler_mut().take_stale());
+}
+
+#[test]
+fn parsed_header_same_as_fields() {
+    let mut t = tracker_at_11();
+    let header = PacketHeader { session: *S1, sequence: 11, count: 2 };
+    assert_eq!(t.on_header(&header), PacketAction::Deliver { skip: 0 });
+    assert_eq!(t.on_header(&header), PacketAction::Duplicate);
+}
+
+#[test]
+fn in_order_packet_delivers_all() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 11, 5), PacketAction::Deliver { skip: 0 });
+    assert_eq!(t.next_expected(), 16);
+    assert_eq!(t.counters().messages, 15);
+    assert_eq!(t.counters().packets, 2);
+}
+
+#[test]
+fn duplicate_packet_delivers_none() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 1, 10), PacketAction::Duplicate);
+    assert_eq!(t.on_packet(S1, 6, 5), PacketAction::Duplicate);
+    assert_eq!(t.next_expected(), 11);
+    assert_eq!(t.counters().duplicate_packets, 2);
+    assert_eq!(t.counters().duplicate_messages, 15);
+    assert_eq!(t.counters().messages, 10);
+}
+
+#[test]
+fn backwards_jump_counted_as_duplicate() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 11, 20), PacketAction::Deliver { skip: 0 });
+    assert_eq!(t.on_packet(S1, 3, 1), PacketAction::Duplicate);
+    assert_eq!(t.next_expected(), 31, "a backwards jump must not move the expected number back");
+    assert_eq!(t.counters().duplicate_packets, 1);
+    assert_eq!(t.counters().duplicate_messages, 1);
+    assert_eq!(t.counters().gaps, 0);
+}
+
+#[test]
+fn partial_overlap_skips_seen_messages() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 8, 6), PacketAction::Deliver { skip: 3 });
+    assert_eq!(t.next_expected(), 14);
+    assert_eq!(t.counters().duplicate_messages, 3);
+    assert_eq!(t.counters().messages, 13);
+    assert_eq!(t.counters().duplicate_packets, 0);
+}
+
+#[test]
+fn gap_reported_then_delivered() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 15, 2), PacketAction::Gap { expected: 11, received: 15 });
+    assert_eq!(t.next_expected(), 17);
+    assert_eq!(t.counters().gaps, 1);
+    assert_eq!(t.counters().messages_missed, 4);
+    assert_eq!(t.counters().messages, 12);
+    assert_eq!(t.handler().last_gap(), Some((11, 15)));
+    assert!(t.handler_mut().take_stale());
+    assert!(!t.handler_mut().take_stale(), "take_stale must clear the mark");
+}
+
+#[test]
+fn late_packet_after_gap_is_duplicate() {
+    // Without retransmission the tracker moves past a gap; the late packet then counts as seen.
+    let mut t = tracker_at_11();
+    assert!(matches!(t.on_packet(S1, 15, 1), PacketAction::Gap { .. }));
+    assert_eq!(t.on_packet(S1, 11, 4), PacketAction::Duplicate);
+}
+
+#[test]
+fn heartbeat_at_expected_has_no_gap() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 11, HEARTBEAT), PacketAction::Heartbeat { gap: None });
+    assert_eq!(t.on_packet(S1, 5, HEARTBEAT), PacketAction::Heartbeat { gap: None });
+    assert_eq!(t.next_expected(), 11);
+    assert_eq!(t.counters().heartbeats, 2);
+    assert_eq!(t.counters().gaps, 0);
+}
+
+#[test]
+fn heartbeat_beyond_expected_reveals_gap() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 20, HEARTBEAT), PacketAction::Heartbeat { gap: Some((11, 20)) });
+    assert_eq!(t.next_expected(), 20);
+    assert_eq!(t.counters().gaps, 1);
+    assert_eq!(t.counters().messages_missed, 9);
+    assert_eq!(t.on_packet(S1, 20, 1), PacketAction::Deliver { skip: 0 });
+}
+
+#[test]
+fn new_session_resets_expected() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S2, 1, 2), PacketAction::NewSession { previous: Some(*S1) });
+    assert_eq!(t.session(), Some(*S2));
+    assert_eq!(t.next_expected(), 3);
+    assert_eq!(t.counters().session_changes, 1);
+    assert_eq!(t.counters().gaps, 0);
+    assert_eq!(t.on_packet(S2, 3, 1), PacketAction::Deliver { skip: 0 });
+}
+
+#[test]
+fn new_session_heartbeat_sets_expected() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S2, 7, HEARTBEAT), PacketAction::NewSession { previous: Some(*S1) });
+    assert_eq!(t.next_expected(), 7);
+    assert_eq!(t.counters().heartbeats, 1);
+    assert_eq!(t.counters().messages, 10);
+}
+
+#[test]
+fn end_of_session_reported() {
+    let mut t = tracker_at_11();
+    assert!(!t.is_ended());
+    assert_eq!(t.on_packet(S1, 11, END_OF_SESSION), PacketAction::EndOfSession);
+    assert!(t.is_ended());
+    assert_eq!(t.counters().end_of_session, 1);
+    assert_eq!(t.next_expected(), 11);
+}
+
+#[test]
+fn end_of_session_beyond_expected_reveals_gap() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 13, END_OF_SESSION), PacketAction::EndOfSession);
+    assert_eq!(t.counters().gaps, 1);
+    assert_eq!(t.counters().messages_missed, 2);
+    assert_eq!(t.handler().last_gap(), Some((11, 13)));
+}
+
+#[test]
+fn end_of_new_session_marks_ended() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S2, 1, END_OF_SESSION), PacketAction::NewSession { previous: Some(*S1) });
+    assert!(t.is_ended());
+    assert_eq!(t.counters().end_of_session, 1);
+}
+
+#[test]
+fn sequence_overflow_saturates() {
+    let mut t = SessionTracker::new();
+    assert_eq!(t.on_packet(S1, u64::MAX - 1, 5), PacketAction::NewSession { previous: None });
+    assert_eq!(t.next_expected(), u64::MAX);
+    assert_eq!(t.on_packet(S1, u64::MAX - 3, 2), PacketAction::Duplicate);
+}
+
+#[test]
+fn soup_messages_and_relogin() {
+    let mut t = SessionTracker::new();
+    assert_eq!(t.on_login_accepted(b"  SIM00001", 1), PacketAction::NewSession { previous: None });
+    assert_eq!(t.on_message(1), PacketAction::Deliver { skip: 0 });
+    assert_eq!(t.on_message(2), PacketAction::Deliver { skip: 0 });
+    assert_eq!(t.on_message(2), PacketAction::Duplicate);
+    // A reconnect that resumes at the expected number is seamless.
+    assert_eq!(t.on_login_accepted(b"  SIM00001", 3), PacketAction::Heartbeat { gap: None });
+    // One that resumes further on reveals the messages in between as lost.
+    assert_eq!(t.on_login_accepted(b"  SIM00001", 6), PacketAction::Heartbeat { gap: Some((3, 6)) });
+    assert_eq!(t.on_message(7), PacketAction::Gap { expected: 6, received: 7 });
+    assert_eq!(t.counters().messages, 3);
+    assert_eq!(t.counters().gaps, 2);
+}
+
+#[test]
+fn soup_message_without_login_uses_unnamed_session() {
+    let mut t = SessionTracker::new();
+    assert_eq!(t.on_message(1), PacketAction::NewSession { previous: None });
+    assert_eq!(t.session(), Some(UNNAMED_SESSION));
+    assert_eq!(t.on_message(2), PacketAction::Deliver { skip: 0 });
+}
+
+/// A handler standing in for a retransmission client: it records the ranges it would request.
+#[derive(Default)]
+struct RecordGaps(Vec<([u8; 10], u64, u64)>);
+
+impl GapHandler for RecordGaps {
+    fn on_gap(&mut self, session: &[u8; 10], expected: u64, received: u64) {
+        self.0.push((*session, expected, received));
+    }
+}
+
+#[test]
+fn custom_handler_sees_each_gap_once() {
+    let mut t = SessionTracker::with_handler(RecordGaps::default());
+    t.on_packet(S1, 1, 1);
+    t.on_packet(S1, 4, 1);
+    t.on_packet(S1, 9, HEARTBEAT);
+    t.on_packet(S1, 9, HEARTBEAT);
+    t.on_packet(S1, 12, END_OF_SESSION);
+    let expected = vec![(*S1, 2, 4), (*S1, 5, 9), (*S1, 9, 12)];
+    assert_eq!(t.handler().0, expected);
+    assert_eq!(t.counters().messages_missed, 2 + 4 + 3);
+}

@@ -1,0 +1,149 @@
+//! `mdfh run`: the feed handler.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mdfh_feed::soupbintcp::{SoupClient, SoupClientConfig};
+use mdfh_feed::udp::{UdpConfig, UdpReceiver};
+
+use crate::config::{Config, InputKind};
+use crate::pipeline::{Pipeline, Source};
+use crate::sim::{self, Messages, UdpSimConfig};
+use crate::stats::{self, Reporter};
+
+/// Arguments of `mdfh run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// TOML configuration file; without it the embedded default runs: the built-in simulator
+    /// replays the bundled LOBSTER AAPL sample over UDP on 127.0.0.1 into the handler.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Stop by itself after this many seconds (default: run until SIGINT or SIGTERM).
+    #[arg(long)]
+    pub duration: Option<f64>,
+}
+
+/// Runs `mdfh run`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let terminate = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, terminate.clone()).context("failed to install the signal handler")?;
+    }
+
+    let (source, feed_addr) = open_source(&config)?;
+    let pipeline = Pipeline::start(&config, source)?;
+    println!("mdfh: subscribers connect to {}", pipeline.subscriber_addr);
+
+    let mut reporter = Reporter::new(pipeline.shared.clone());
+    if let Some(addr) = config.stats.http {
+        let bound = stats::serve_http(addr, reporter.json_handle())?;
+        println!("mdfh: stats at http://{bound}/stats");
+    }
+
+    let sim_stop = Arc::new(AtomicBool::new(false));
+    let simulator = if config.simulator.enabled {
+        Some(start_simulator(&config, feed_addr, sim_stop.clone())?)
+    } else {
+        None
+    };
+
+    let deadline = args.duration.map(|secs| Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
+    stats::run_reporter(&mut reporter, config.stats_interval(), || {
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        if terminate.load(Ordering::Relaxed) || expired {
+            sim_stop.store(true, Ordering::Relaxed);
+            pipeline.stop();
+        }
+        pipeline.is_finished()
+    });
+    tracing::info!("shutting down");
+    sim_stop.store(true, Ordering::Relaxed);
+    pipeline.join();
+    if let Some(handle) = simulator {
+        match handle.join() {
+            Ok(Ok(report)) => tracing::info!(passes = report.passes, packets = report.packets, messages = report.messages, "simulator stopped"),
+            Ok(Err(error)) => tracing::error!("simulator failed: {error:#}"),
+            Err(_) => tracing::error!("simulator thread panicked"),
+        }
+    }
+    Ok(())
+}
+
+/// Opens the configured input; returns it with the address the simulator should send to.
+fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)> {
+    let input = &config.input;
+    match input.kind {
+        InputKind::Udp => {
+            let udp = UdpConfig {
+                bind: input.bind,
+                multicast_group: input.multicast_group,
+                interface: input.interface,
+                recv_buffer_bytes: input.recv_buffer_bytes,
+                batch: input.batch,
+            };
+            let receiver = UdpReceiver::open(&udp).with_context(|| format!("failed to open the UDP input on {}", input.bind))?;
+            let local = receiver.local_addr().context("failed to read the UDP input address")?;
+            let target = match input.multicast_group {
+                Some(group) => std::net::SocketAddr::from((group, local.port())),
+                None => local,
+            };
+            println!(
+                "mdfh: feed: MoldUDP64 on {local}{} (receive buffer {} bytes granted)",
+                input.multicast_group.map(|g| format!(", group {g}")).unwrap_or_default(),
+                receiver.recv_buffer_granted()
+            );
+            Ok((Source::Udp(receiver), target))
+        }
+        InputKind::Soupbintcp => {
+            let server = input.connect.context("input.connect is required for SoupBinTCP")?;
+            let client = SoupClient::new(SoupClientConfig {
+                server,
+                username: input.username.clone(),
+                password: input.password.clone(),
+                session: input.session.clone(),
+                silence_timeout: Duration::from_secs_f64(input.silence_timeout_secs),
+                ..SoupClientConfig::default()
+            })
+            .context("invalid SoupBinTCP login settings")?;
+            println!("mdfh: feed: SoupBinTCP from {server}");
+            Ok((Source::Soup(Box::new(client)), server))
+        }
+    }
+}
+
+fn start_simulator(
+    config: &Config,
+    feed_addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<sim::SimReport>>> {
+    anyhow::ensure!(config.input.kind == InputKind::Udp, "the built-in simulator feeds UDP input only; set simulator.enabled = false");
+    let messages = match &config.simulator.file {
+        Some(path) => Messages::load(path)?,
+        None => Messages::embedded_sample()?,
+    };
+    let sim_config = UdpSimConfig {
+        target: config.simulator.target.unwrap_or(feed_addr),
+        rate: config.simulator.rate,
+        repeat: config.simulator.repeat,
+        pause_between_passes: Duration::from_millis(500),
+    };
+    println!(
+        "mdfh: simulator: {} messages{} at {} msg/s to {}{}",
+        messages.len(),
+        config.simulator.file.as_ref().map(|p| format!(" from {}", p.display())).unwrap_or_else(|| " of the bundled LOBSTER AAPL sample".into()),
+        sim_config.rate,
+        sim_config.target,
+        if sim_config.repeat { ", repeated, each pass a new session" } else { "" }
+    );
+    std::thread::Builder::new()
+        .name("mdfh-sim".into())
+        .spawn(move || sim::run_udp(&messages, &sim_config, &stop))
+        .context("failed to spawn the simulator thread")
+}

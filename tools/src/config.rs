@@ -1,0 +1,264 @@
+//! The `mdfh run` configuration, read from TOML. Every field has a default, so an empty file (or
+//! none at all) is a complete configuration: the embedded simulator feeding the handler over UDP
+//! on 127.0.0.1. `config/mdfh.example.toml` documents each field.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::idle::IdleConfig;
+
+/// The whole configuration of `mdfh run`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub input: InputConfig,
+    pub simulator: SimulatorConfig,
+    pub publisher: PublisherSection,
+    pub stats: StatsConfig,
+    pub pipeline: PipelineConfig,
+}
+
+/// Where stage 1 reads the feed from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    /// `udp` (MoldUDP64 over UDP, unicast or multicast) or `soupbintcp`.
+    pub kind: InputKind,
+    /// UDP: the address to bind. For multicast, the group port on 0.0.0.0 or the group address.
+    pub bind: SocketAddr,
+    /// UDP: the multicast group to join, if any.
+    pub multicast_group: Option<Ipv4Addr>,
+    /// UDP: the address of the interface to join the group on; 0.0.0.0 lets the kernel choose.
+    pub interface: Ipv4Addr,
+    /// UDP: the receive buffer size requested with SO_RCVBUF, in bytes.
+    pub recv_buffer_bytes: usize,
+    /// UDP: the max datagrams read by one `recvmmsg` call.
+    pub batch: usize,
+    /// SoupBinTCP: the server address.
+    pub connect: Option<SocketAddr>,
+    /// SoupBinTCP: the login user name (at most 6 characters).
+    pub username: String,
+    /// SoupBinTCP: the login password (at most 10 characters).
+    pub password: String,
+    /// SoupBinTCP: the requested session; empty for the current one.
+    pub session: String,
+    /// SoupBinTCP: seconds of silence from the server after which the link is considered lost.
+    pub silence_timeout_secs: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    Udp,
+    Soupbintcp,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            kind: InputKind::Udp,
+            bind: SocketAddr::from(([127, 0, 0, 1], 26400)),
+            multicast_group: None,
+            interface: Ipv4Addr::UNSPECIFIED,
+            recv_buffer_bytes: 8 << 20,
+            batch: 32,
+            connect: None,
+            username: String::new(),
+            password: String::new(),
+            session: String::new(),
+            silence_timeout_secs: 15.0,
+        }
+    }
+}
+
+/// The built-in simulator that `mdfh run` starts when enabled: it replays a file (or the bundled
+/// LOBSTER AAPL sample) as MoldUDP64 over UDP to the input address, in a loop, each pass a new
+/// session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    pub enabled: bool,
+    /// A BinaryFILE or pcap to replay; none replays the bundled sample.
+    pub file: Option<PathBuf>,
+    /// Messages per second.
+    pub rate: u64,
+    /// Replay the file again, as a new session, after each pass.
+    pub repeat: bool,
+    /// Where to send; none sends to the input's bind address (or group).
+    pub target: Option<SocketAddr>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            enabled: true,
+            file: None,
+            rate: 1_000,
+            repeat: true,
+            target: None,
+        }
+    }
+}
+
+/// The TCP subscriber server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublisherSection {
+    /// The address to listen on; port 0 picks a free port (the log names it).
+    pub listen: SocketAddr,
+    pub max_subscribers: usize,
+    /// The outbound queue of one subscriber, in bytes; a subscriber whose queue would overflow is
+    /// disconnected with a reason frame.
+    pub queue_bytes: usize,
+    /// Seconds without data after which a subscriber receives a heartbeat.
+    pub heartbeat_secs: f64,
+    /// The max depth (levels per side) a subscriber may request; 0 allows the full book.
+    pub max_depth: u16,
+}
+
+impl Default for PublisherSection {
+    fn default() -> Self {
+        PublisherSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            max_subscribers: 64,
+            queue_bytes: 4 << 20,
+            heartbeat_secs: 1.0,
+            max_depth: 0,
+        }
+    }
+}
+
+/// Latency and counter reporting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Seconds between two latency and book lines in the log.
+    pub interval_secs: f64,
+    /// The stats HTTP endpoint (`GET /stats` returns JSON); none disables it.
+    pub http: Option<SocketAddr>,
+    /// How many instruments the periodic book line shows.
+    pub books_shown: usize,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            interval_secs: 2.0,
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 9101))),
+            books_shown: 3,
+        }
+    }
+}
+
+/// Threads, pinning, rings and idle strategies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Slots in each ring between two stages (rounded up to a power of two).
+    pub ring_capacity: usize,
+    /// Core pinning of the three stages.
+    pub pinning: Pinning,
+    /// Idle strategy of each stage; `auto` busy-spins only when there are more cores than stages.
+    pub idle: IdleConfig,
+    /// Orders the books reserve room for up front.
+    pub order_capacity: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            ring_capacity: 65_536,
+            pinning: Pinning::default(),
+            idle: IdleConfig::default(),
+            order_capacity: 1 << 20,
+        }
+    }
+}
+
+/// Which core each stage runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pinning {
+    /// No pinning: the OS schedules the threads.
+    #[default]
+    Off,
+    /// Stage threads on cores 1, 2, 3 (core 0 left to the OS) when the machine has more cores than
+    /// stages; no pinning otherwise.
+    Auto,
+    /// Explicit core ids for receive, book and publish.
+    Cores { receive: usize, book: usize, publish: usize },
+}
+
+impl Config {
+    /// Reads and checks a TOML configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and checks a TOML configuration.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.pipeline.ring_capacity >= 2, "pipeline.ring_capacity must be at least 2");
+        anyhow::ensure!(self.input.batch >= 1, "input.batch must be at least 1");
+        anyhow::ensure!(self.stats.interval_secs > 0.0, "stats.interval_secs must be positive");
+        anyhow::ensure!(self.publisher.heartbeat_secs > 0.0, "publisher.heartbeat_secs must be positive");
+        if self.input.kind == InputKind::Soupbintcp {
+            anyhow::ensure!(self.input.connect.is_some(), "input.connect is required for input.kind = \"soupbintcp\"");
+        }
+        Ok(())
+    }
+
+    /// Returns the stats interval as a `Duration`.
+    pub fn stats_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.stats.interval_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_embedded_default() {
+        let config = Config::parse("").unwrap();
+        assert!(config.simulator.enabled);
+        assert_eq!(config.input.kind, InputKind::Udp);
+        assert!(config.input.bind.ip().is_loopback());
+        assert!(config.publisher.listen.ip().is_loopback());
+        assert!(config.stats.http.unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../config/mdfh.example.toml");
+        Config::parse(text).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let err = Config::parse("[input]\nbogus = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn explicit_pinning_parses() {
+        let config = Config::parse("[pipeline.pinning.cores]\nreceive = 1\nbook = 2\npublish = 3\n").unwrap();
+        assert_eq!(config.pipeline.pinning, Pinning::Cores { receive: 1, book: 2, publish: 3 });
+    }
+
+    #[test]
+    fn soupbintcp_needs_connect() {
+        assert!(Config::parse("[input]\nkind = \"soupbintcp\"\n").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Counters shared between the stages and the reporter. Each counter has exactly one writer (the
+//! stage that owns it), so an increment is a relaxed load and store with no locked instruction;
+//! readers see a value at most one increment old.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// A counter written by one thread and read by any.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning stage calls this, so load-then-store loses nothing.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn incr(&self) {
+        self.add(1);
+    }
+
+    /// Overwrites the value, for counters mirrored from a component that keeps its own.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Serialize for Counter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.get())
+    }
+}
+
+/// Stage 1: receive, framing, session and decode.
+#[derive(Debug, Default, Serialize)]
+pub struct FeedCounters {
+    pub packets: Counter,
+    pub bytes: Counter,
+    pub messages: Counter,
+    pub heartbeats: Counter,
+    pub end_of_session: Counter,
+    pub session_changes: Counter,
+    pub duplicate_packets: Counter,
+    pub duplicate_messages: Counter,
+    pub gaps: Counter,
+    pub messages_missed: Counter,
+    /// Datagrams larger than the receive buffer, dropped by the kernel's truncation.
+    pub truncated_datagrams: Counter,
+    /// Packets shorter than the MoldUDP64 header.
+    pub short_packets: Counter,
+    /// Message blocks whose length runs past the end of the packet.
+    pub blocks_past_end: Counter,
+    pub unknown_message_types: Counter,
+    pub truncated_messages: Counter,
+    pub invalid_fields: Counter,
+    /// Times stage 1 found the ring to stage 2 full and waited.
+    pub ring_full_waits: Counter,
+    /// SoupBinTCP: connections made and lost.
+    pub soup_connects: Counter,
+    pub soup_disconnects: Counter,
+}
+
+/// Stage 2: order books.
+#[derive(Debug, Default, Serialize)]
+pub struct BookCounters {
+    pub messages_applied: Counter,
+    pub events: Counter,
+    pub unknown_orders: Counter,
+    pub over_executions: Counter,
+    pub duplicate_orders: Counter,
+    pub crossed_books: Counter,
+    pub unknown_instruments: Counter,
+    pub other_errors: Counter,
+    pub resets: Counter,
+    pub ring_full_waits: Counter,
+}
+
+/// Stage 3: subscribers, mirrored from the publisher.
+#[derive(Debug, Default, Serialize)]
+pub struct PublishCounters {
+    pub events: Counter,
+    pub subscribers: Counter,
+    pub connections_accepted: Counter,
+    pub slow_consumer_disconnects: Counter,
+    pub malformed_requests: Counter,
+    pub frames_sent: Counter,
+    pub bytes_sent: Counter,
+}
+
+/// Every counter of the pipeline.
+#[derive(Debug, Default, Serialize)]
+pub struct Counters {
+    pub feed: FeedCounters,
+    pub book: BookCounters,
+    pub publish: PublishCounters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_adds_and_serializes() {
+        let counters = Counters::default();
+        counters.feed.gaps.incr();
+        counters.feed.messages_missed.add(5);
+        let json = serde_json::to_value(&counters).unwrap();
+        assert_eq!(json["feed"]["gaps"], 1);
+        assert_eq!(json["feed"]["messages_missed"], 5);
+        assert_eq!(json["book"]["unknown_orders"], 0);
+    }
+}

@@ -1,0 +1,112 @@
+//! Stage 3: hand book events to the subscriber server and record when they were written.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mdfh_feed::udp::monotonic_ns;
+use mdfh_publisher::{Envelope, Publisher, PublisherConfig};
+
+use super::ring::Ring;
+use super::{Agent, Shared};
+use crate::config::Config;
+use crate::latency::{LatencyRecorder, Stage};
+
+/// Envelopes taken from the ring per cycle.
+const BATCH: usize = 256;
+/// How often the publisher's counters are copied into the shared counters.
+const COUNTERS_EVERY_NS: u64 = 100_000_000;
+
+/// Starts the subscriber server.
+pub(crate) fn bind(config: &Config) -> std::io::Result<Publisher> {
+    let section = &config.publisher;
+    let publisher_config = PublisherConfig {
+        listen: section.listen,
+        max_subscribers: section.max_subscribers,
+        queue_bytes: section.queue_bytes,
+        heartbeat_interval: Duration::from_secs_f64(section.heartbeat_secs),
+        max_depth: section.max_depth,
+        ..PublisherConfig::default()
+    };
+    Publisher::bind(&publisher_config)
+}
+
+pub(crate) struct PublishStage {
+    shared: Arc<Shared>,
+    input: Arc<Ring<Envelope>>,
+    publisher: Publisher,
+    /// Timestamps of the envelopes of the current cycle: (receive, book updated).
+    batch: [(u64, u64); BATCH],
+    publish_latency: LatencyRecorder,
+    end_to_end_latency: LatencyRecorder,
+    last_counters_ns: u64,
+}
+
+impl PublishStage {
+    pub(crate) fn new(publisher: Publisher, shared: Arc<Shared>, input: Arc<Ring<Envelope>>) -> PublishStage {
+        tracing::info!(address = %publisher.local_addr(), "subscribers: listening");
+        PublishStage {
+            publish_latency: LatencyRecorder::new(shared.latency[Stage::Publish as usize].clone()),
+            end_to_end_latency: LatencyRecorder::new(shared.latency[Stage::EndToEnd as usize].clone()),
+            shared,
+            input,
+            publisher,
+            batch: [(0, 0); BATCH],
+            last_counters_ns: 0,
+        }
+    }
+
+    fn copy_counters(&mut self, now_ns: u64) {
+        if now_ns.saturating_sub(self.last_counters_ns) < COUNTERS_EVERY_NS {
+            return;
+        }
+        self.last_counters_ns = now_ns;
+        let stats = self.publisher.stats();
+        let c = &self.shared.counters.publish;
+        c.subscribers.set(self.publisher.subscriber_count() as u64);
+        c.connections_accepted.set(stats.connections_accepted);
+        c.slow_consumer_disconnects.set(stats.slow_consumer_disconnects);
+        c.malformed_requests.set(stats.malformed_requests);
+        c.frames_sent.set(stats.frames_sent);
+        c.bytes_sent.set(stats.bytes_sent);
+    }
+}
+
+impl Agent for PublishStage {
+    fn do_work(&mut self) -> usize {
+        let mut taken = 0;
+        while taken < BATCH {
+            let Some(envelope) = self.input.pop() else { break };
+            self.publisher.on_event(&envelope);
+            self.batch[taken] = (envelope.recv_ns, envelope.booked_ns);
+            taken += 1;
+        }
+        let io_work = self.publisher.poll_io(Instant::now());
+        let now = monotonic_ns();
+        // The writes of this cycle's events have completed (or been queued for subscribers whose
+        // socket buffer is full), so this is the written time of every event taken above.
+        for &(recv_ns, booked_ns) in &self.batch[..taken] {
+            self.publish_latency.record(booked_ns, now);
+            self.end_to_end_latency.record(recv_ns, now);
+        }
+        self.shared.counters.publish.events.add(taken as u64);
+        self.publish_latency.maybe_flush(now, false);
+        self.end_to_end_latency.maybe_flush(now, false);
+        self.copy_counters(now);
+        taken + io_work
+    }
+
+    fn is_done(&mut self) -> bool {
+        self.shared.book_done.load(Ordering::Acquire) && self.input.is_empty()
+    }
+
+    fn on_close(&mut self) {
+        self.publisher.close_all("shutdown");
+        let now = monotonic_ns();
+        self.publish_latency.maybe_flush(now, true);
+        self.end_to_end_latency.maybe_flush(now, true);
+        self.last_counters_ns = 0;
+        self.copy_counters(now);
+        tracing::info!("publish stage stopped; subscribers closed");
+    }
+}

@@ -1,0 +1,261 @@
+//! Stage 1: read packets, track the session and sequence, decode ITCH messages, hand them on.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use mdfh_feed::moldudp64::{self, Packet};
+use mdfh_feed::session::{PacketAction, SessionTracker};
+use mdfh_feed::soupbintcp::SoupClient;
+use mdfh_feed::udp::{monotonic_ns, UdpReceiver};
+use mdfh_feed::{itch, DecodeError};
+
+use super::ring::Ring;
+use super::{Agent, FeedItem, Shared};
+use crate::counters::FeedCounters;
+use crate::latency::{LatencyRecorder, Stage};
+use crate::ratelimit::RateLimit;
+use crate::warn_limited;
+
+/// Where stage 1 reads from.
+pub enum Source {
+    /// MoldUDP64 datagrams, unicast or multicast.
+    Udp(UdpReceiver),
+    /// A SoupBinTCP session.
+    Soup(Box<SoupClient>),
+}
+
+/// Rate limits of the errors stage 1 logs.
+#[derive(Default)]
+struct Limits {
+    packet: RateLimit,
+    message: RateLimit,
+    gap: RateLimit,
+    duplicate: RateLimit,
+    io: RateLimit,
+}
+
+/// Decodes and hands on; kept apart from the source so both can be borrowed at once.
+struct Decoder {
+    shared: Arc<Shared>,
+    ring: Arc<Ring<FeedItem>>,
+    tracker: SessionTracker,
+    limits: Limits,
+    latency: LatencyRecorder,
+}
+
+pub(crate) struct ReceiveStage {
+    source: Source,
+    decoder: Decoder,
+}
+
+impl ReceiveStage {
+    pub(crate) fn new(source: Source, shared: Arc<Shared>, ring: Arc<Ring<FeedItem>>) -> ReceiveStage {
+        ReceiveStage {
+            source,
+            decoder: Decoder {
+                ring,
+                tracker: SessionTracker::new(),
+                limits: Limits::default(),
+                latency: LatencyRecorder::new(shared.latency[Stage::Decode as usize].clone()),
+                shared,
+            },
+        }
+    }
+}
+
+impl Agent for ReceiveStage {
+    fn do_work(&mut self) -> usize {
+        if self.decoder.shared.stop.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let decoder = &mut self.decoder;
+        let work = match &mut self.source {
+            Source::Udp(receiver) => match receiver.recv_batch(|datagram, recv_ns| decoder.on_packet(datagram, recv_ns)) {
+                Ok(n) => {
+                    decoder.shared.counters.feed.truncated_datagrams.set(receiver.truncated_datagrams());
+                    n
+                }
+                Err(error) => {
+                    let now = monotonic_ns();
+                    warn_limited!(decoder.limits.io, now, %error, "UDP receive failed");
+                    0
+                }
+            },
+            Source::Soup(client) => client.poll(monotonic_ns(), |seq, bytes, recv_ns| decoder.on_sequenced(seq, bytes, recv_ns)),
+        };
+        decoder.latency.maybe_flush(monotonic_ns(), false);
+        work
+    }
+
+    fn is_done(&mut self) -> bool {
+        self.decoder.shared.stop.load(Ordering::Relaxed)
+    }
+
+    fn on_close(&mut self) {
+        self.decoder.latency.maybe_flush(monotonic_ns(), true);
+        self.decoder.shared.receive_done.store(true, Ordering::Release);
+        tracing::info!("receive stage stopped");
+    }
+}
+
+impl Decoder {
+    fn counters(&self) -> &FeedCounters {
+        &self.shared.counters.feed
+    }
+
+    /// Handles one MoldUDP64 datagram read at `recv_ns`.
+    fn on_packet(&mut self, datagram: &[u8], recv_ns: u64) {
+        self.counters().packets.incr();
+        self.counters().bytes.add(datagram.len() as u64);
+        let packet = match moldudp64::parse(datagram) {
+            Ok(packet) => packet,
+            Err(error) => {
+                self.count_decode_error(&error);
+                warn_limited!(self.limits.packet, recv_ns, %error, len = datagram.len(), "dropped a MoldUDP64 packet");
+                return;
+            }
+        };
+        let header = packet.header;
+        match self.tracker.on_packet(&header.session, header.sequence, header.count) {
+            PacketAction::Deliver { skip } => self.deliver(&packet, skip, recv_ns),
+            PacketAction::Duplicate => {
+                self.counters().duplicate_packets.incr();
+                self.counters().duplicate_messages.add(u64::from(header.count));
+                warn_limited!(
+                    self.limits.duplicate, recv_ns,
+                    session = %String::from_utf8_lossy(&header.session), sequence = header.sequence, count = header.count,
+                    "dropped a duplicate MoldUDP64 packet"
+                );
+            }
+            PacketAction::Gap { expected, received } => {
+                self.on_gap(&header.session, expected, received, recv_ns);
+                self.deliver(&packet, 0, recv_ns);
+            }
+            PacketAction::NewSession { previous } => {
+                self.counters().session_changes.incr();
+                tracing::info!(
+                    session = %String::from_utf8_lossy(&header.session),
+                    previous = %previous.map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default(),
+                    sequence = header.sequence,
+                    "new MoldUDP64 session; books reset"
+                );
+                self.push(FeedItem::SessionStart);
+                self.deliver(&packet, 0, recv_ns);
+            }
+            PacketAction::Heartbeat { gap } => {
+                self.counters().heartbeats.incr();
+                if let Some((expected, received)) = gap {
+                    self.on_gap(&header.session, expected, received, recv_ns);
+                }
+            }
+            PacketAction::EndOfSession => {
+                self.counters().end_of_session.incr();
+                tracing::info!(session = %String::from_utf8_lossy(&header.session), "MoldUDP64 end of session");
+            }
+        }
+    }
+
+    fn on_gap(&mut self, session: &[u8; 10], expected: u64, received: u64, now_ns: u64) {
+        let missed = received.saturating_sub(expected);
+        self.counters().gaps.incr();
+        self.counters().messages_missed.add(missed);
+        warn_limited!(
+            self.limits.gap, now_ns,
+            session = %String::from_utf8_lossy(session), expected, received, missed,
+            "sequence gap; books marked stale"
+        );
+        // NOTE: retransmission requests would be sent from here; until then the gap only marks
+        // the books stale.
+        self.push(FeedItem::Gap { first: expected, count: missed });
+    }
+
+    /// Decodes the message blocks of `packet` after the first `skip` and hands them on.
+    fn deliver(&mut self, packet: &Packet<'_>, skip: u16, recv_ns: u64) {
+        let first_seq = packet.header.sequence;
+        for (index, block) in packet.messages().enumerate() {
+            let seq = first_seq + index as u64;
+            let bytes = match block {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    // The rest of the packet cannot be framed: every later message is lost.
+                    self.count_decode_error(&error);
+                    warn_limited!(self.limits.packet, recv_ns, %error, sequence = seq, "dropped the rest of a MoldUDP64 packet");
+                    break;
+                }
+            };
+            if index < usize::from(skip) {
+                continue;
+            }
+            self.decode_one(seq, bytes, recv_ns);
+        }
+    }
+
+    /// Handles one SoupBinTCP sequenced message.
+    fn on_sequenced(&mut self, seq: u64, bytes: &[u8], recv_ns: u64) {
+        self.counters().packets.incr();
+        self.counters().bytes.add(bytes.len() as u64);
+        match self.tracker.on_message(seq) {
+            PacketAction::Deliver { .. } => self.decode_one(seq, bytes, recv_ns),
+            PacketAction::Gap { expected, received } => {
+                let session = self.tracker.session().unwrap_or([b' '; 10]);
+                self.on_gap(&session, expected, received, recv_ns);
+                self.decode_one(seq, bytes, recv_ns);
+            }
+            PacketAction::NewSession { .. } => {
+                self.counters().session_changes.incr();
+                self.push(FeedItem::SessionStart);
+                self.decode_one(seq, bytes, recv_ns);
+            }
+            PacketAction::Duplicate => {
+                self.counters().duplicate_messages.incr();
+            }
+            PacketAction::Heartbeat { .. } | PacketAction::EndOfSession => {}
+        }
+    }
+
+    fn decode_one(&mut self, seq: u64, bytes: &[u8], recv_ns: u64) {
+        match itch::decode(bytes) {
+            Ok(msg) => {
+                self.counters().messages.incr();
+                let decoded_ns = monotonic_ns();
+                self.latency.record(recv_ns, decoded_ns);
+                self.push(FeedItem::Message { seq, recv_ns, decoded_ns, msg });
+            }
+            Err(error) => {
+                self.count_decode_error(&error);
+                warn_limited!(self.limits.message, recv_ns, %error, sequence = seq, "dropped an ITCH message");
+            }
+        }
+    }
+
+    fn count_decode_error(&self, error: &DecodeError) {
+        let c = self.counters();
+        match error {
+            DecodeError::UnknownType { .. } => c.unknown_message_types.incr(),
+            DecodeError::Truncated { .. } | DecodeError::EmptyMessage { .. } => c.truncated_messages.incr(),
+            DecodeError::InvalidField { .. } => c.invalid_fields.incr(),
+            DecodeError::ShortPacket { .. } => c.short_packets.incr(),
+            DecodeError::BlockPastEnd { .. } | DecodeError::FilePastEnd { .. } => c.blocks_past_end.incr(),
+            _ => c.invalid_fields.incr(),
+        }
+    }
+
+    /// Hands `item` to stage 2, waiting while the ring is full. Waiting keeps every accepted
+    /// message; the kernel's socket buffer absorbs the input meanwhile (and counts what it drops).
+    fn push(&mut self, mut item: FeedItem) {
+        loop {
+            match self.ring.push(item) {
+                Ok(()) => return,
+                Err(back) => {
+                    item = back;
+                    self.shared.counters.feed.ring_full_waits.incr();
+                    if self.shared.book_done.load(Ordering::Acquire) {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
