@@ -1,4 +1,22 @@
-//! The mdfh feed handler: the pipeline, its configuration and the subcommands of the `mdfh` binary.
+//! The mdfh feed handler: the pipeline, its configuration, the simulator and the subcommands of
+//! the `mdfh` binary.
+//!
+//! - [`pipeline`]: the three pinned stages and the rings between them.
+//! - [`config`]: the TOML configuration of `mdfh run`.
+//! - [`latency`], [`counters`], [`stats`]: per-stage histograms, counters, the reporter and the
+//!   stats HTTP endpoint.
+//! - [`idle`]: idle strategies of the stage loops.
+//! - [`sim`]: the MoldUDP64 simulator.
+//! - [`lobster`]: LOBSTER to ITCH 5.0 conversion.
+//! - [`cmd`]: one module per subcommand.
 
 pub mod cmd;
+pub mod config;
+pub mod counters;
+pub mod idle;
+pub mod latency;
 pub mod lobster;
+pub mod pipeline;
+pub mod ratelimit;
+pub mod sim;
+pub mod stats;

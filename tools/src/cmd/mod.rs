@@ -3,3 +3,6 @@
 pub mod book;
 pub mod convert;
 pub mod inspect;
+pub mod run;
+pub mod sim;
+pub mod subscribe;
