@@ -3,8 +3,8 @@
 //!
 //! The flow's message mix follows the bundled LOBSTER AAPL sample, counted at run time from its
 //! message file: new orders become `A`, partial cancels `X`, deletes `D`, visible executions `E`,
-//! hidden executions `P`. The sample has no replaces, so replaces get a fixed 5% share taken from
-//! the deletes (a replace is a delete and an add in one message). Every reference the flow uses
+//! hidden executions `P`. The sample has no replaces and no partial cancels, so each gets a floor
+//! share of 5% taken from the deletes (a replace is a delete and an add in one message). Every reference the flow uses
 //! names a live order, and bids stay below asks, so a correct book never reports an error on it.
 
 use mdfh_feed::itch::{
@@ -15,6 +15,8 @@ const SAMPLE_MESSAGES: &str = include_str!("../../tests/data/lobster/AAPL_2012-0
 
 /// Share of replaces in the synthetic flow, taken from the deletes.
 const REPLACE_SHARE: f64 = 0.05;
+/// Least share of partial cancels, taken from the deletes when the sample has fewer.
+const MIN_CANCEL_SHARE: f64 = 0.05;
 
 /// Shares of each message kind, summing to 1.
 #[derive(Debug, Clone, Copy)]
@@ -40,10 +42,12 @@ impl Mix {
         }
         let total = counts[1..=5].iter().sum::<u64>().max(1) as f64;
         let delete = counts[3] as f64 / total;
+        let cancel = counts[2] as f64 / total;
+        let extra_cancel = (MIN_CANCEL_SHARE - cancel).max(0.0);
         Mix {
             add: counts[1] as f64 / total,
-            cancel: counts[2] as f64 / total,
-            delete: (delete - REPLACE_SHARE).max(0.0),
+            cancel: cancel + extra_cancel,
+            delete: (delete - REPLACE_SHARE - extra_cancel).max(0.0),
             execute: counts[4] as f64 / total,
             hidden_trade: counts[5] as f64 / total,
             replace: REPLACE_SHARE.min(delete),
@@ -76,7 +80,6 @@ struct Live {
     order_ref: u64,
     locate: u16,
     side: Side,
-    price: u32,
     shares: u32,
 }
 
@@ -137,7 +140,7 @@ pub fn synthetic_flow(count: usize, instruments: u16, seed: u64) -> Vec<Message>
                 let offset = (1 + rng.below(20) as u32) * tick;
                 let price = if side == Side::Buy { mid - offset } else { mid + offset };
                 let shares = 100 * (1 + rng.below(10) as u32);
-                let order = Live { order_ref: next_ref, locate, side, price, shares };
+                let order = Live { order_ref: next_ref, locate, side, shares };
                 next_ref += 1;
                 live.push(order);
                 out.push(Message::AddOrder(AddOrder {
@@ -194,7 +197,7 @@ pub fn synthetic_flow(count: usize, instruments: u16, seed: u64) -> Vec<Message>
                         let offset = (1 + rng.below(20) as u32) * tick;
                         let price = if order.side == Side::Buy { mid - offset } else { mid + offset };
                         let shares = 100 * (1 + rng.below(10) as u32);
-                        live[index] = Live { order_ref: new_ref, price, shares, ..order };
+                        live[index] = Live { order_ref: new_ref, shares, ..order };
                         out.push(Message::OrderReplace(OrderReplace {
                             header: h,
                             original_order_ref: order.order_ref,

@@ -43,8 +43,11 @@ impl Default for IdleConfig {
     }
 }
 
-const SPINS: u32 = 1_000;
-const YIELDS: u32 = 100;
+/// Idle cycles spent spinning before yielding: a cycle of stage 1 or 3 is a syscall, so this is
+/// tens of microseconds.
+const SPINS: u32 = 50;
+/// Idle cycles spent yielding before parking.
+const YIELDS: u32 = 10;
 const MIN_PARK: Duration = Duration::from_micros(1);
 
 impl IdleStrategy {

@@ -16,6 +16,9 @@ use mdfh_feed::udp::UdpSender;
 const SAMPLE_MESSAGES: &str = include_str!("../../tests/data/lobster/AAPL_2012-06-21_34200000_57600000_message_10.csv");
 const SAMPLE_ORDERBOOK: &str = include_str!("../../tests/data/lobster/AAPL_2012-06-21_34200000_57600000_orderbook_10.csv");
 
+/// Shortest sleep of the simulator between two sends.
+const MIN_SLEEP: Duration = Duration::from_micros(50);
+
 /// Largest MoldUDP64 packet the simulator sends, in bytes (fits a 1500-byte Ethernet MTU).
 pub const MAX_PACKET_BYTES: usize = 1400;
 
@@ -197,18 +200,11 @@ fn due_count(rate: u64, elapsed: Duration, total: usize) -> usize {
     due.min(total)
 }
 
-/// Sleeps until `deadline`, spinning for the last stretch that the OS timer cannot hit.
+/// Sleeps until `deadline`, but at least [`MIN_SLEEP`]: messages that fall due meanwhile leave
+/// together in one packet, as on a real feed, and the simulator does not hold a core spinning.
 fn wait_until(deadline: Instant) {
-    let now = Instant::now();
-    if deadline <= now {
-        return;
-    }
-    let left = deadline - now;
-    if left > Duration::from_micros(200) {
-        std::thread::sleep(left - Duration::from_micros(100));
-    } else {
-        std::thread::yield_now();
-    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    std::thread::sleep(left.max(MIN_SLEEP));
 }
 
 #[cfg(test)]
