@@ -15,7 +15,7 @@ const SAMPLE_MESSAGES: &str = include_str!("../../tests/data/lobster/AAPL_2012-0
 
 /// Share of replaces in the synthetic flow, taken from the deletes.
 const REPLACE_SHARE: f64 = 0.05;
-/// Least share of partial cancels, taken from the deletes when the sample has fewer.
+/// Minimum share of partial cancels, taken from the deletes when the sample has fewer.
 const MIN_CANCEL_SHARE: f64 = 0.05;
 
 /// Shares of each message kind, summing to 1.
@@ -119,7 +119,7 @@ pub fn synthetic_flow(count: usize, instruments: u16, seed: u64) -> Vec<Message>
     while out.len() < count + usize::from(instruments) {
         ts += 1_000;
         let roll = rng.unit();
-        // Keep a resting population: add when the book is thin whatever the roll says.
+        // Keep a resting population: add when the book is thin, whatever the roll.
         let kind = if live.len() < 64 || roll < mix.add {
             0
         } else if roll < mix.add + mix.cancel {

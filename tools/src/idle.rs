@@ -28,7 +28,7 @@ pub struct IdleConfig {
     pub receive: IdleStrategy,
     pub book: IdleStrategy,
     pub publish: IdleStrategy,
-    /// The longest park of the backoff strategy, in microseconds.
+    /// Maximum park of the backoff strategy, in microseconds.
     pub max_park_us: u64,
 }
 
@@ -82,7 +82,7 @@ impl Idler {
         }
     }
 
-    /// Waits as the strategy says after a cycle that did `work` units of work.
+    /// Waits, as the strategy prescribes, after a cycle that did `work` units of work.
     #[inline]
     pub fn idle(&mut self, work: usize) {
         if work > 0 {

@@ -50,7 +50,7 @@ impl Messages {
         if errors > 10 {
             tracing::warn!(file = %path.display(), errors, "messages left out of the replay in all");
         }
-        anyhow::ensure!(!messages.is_empty(), "{} holds no ITCH message", path.display());
+        anyhow::ensure!(!messages.is_empty(), "{} contains no ITCH message", path.display());
         Ok(messages)
     }
 
@@ -100,7 +100,7 @@ impl Messages {
     }
 }
 
-/// How the UDP simulator sends.
+/// Settings of the UDP simulator.
 #[derive(Debug, Clone)]
 pub struct UdpSimConfig {
     pub target: SocketAddr,
@@ -112,7 +112,7 @@ pub struct UdpSimConfig {
     pub pause_between_passes: Duration,
 }
 
-/// What a simulator run sent.
+/// Totals of one simulator run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SimReport {
     pub passes: u64,
