@@ -1,5 +1,5 @@
-//! Ring benchmark: the pipeline's ring (crossbeam `ArrayQueue`) against crossbeam's bounded
-//! channel, in the same run, carrying the real stage-1 item type (`FeedItem`) between two threads.
+//! Ring benchmark: the pipeline's SPSC ring against crossbeam's `ArrayQueue` and bounded channel,
+//! in the same run, carrying the real stage-1 item type (`FeedItem`) between two threads.
 //!
 //! Two measurements per ring:
 //! - throughput: one producer pushes ITEMS items as fast as it can, one consumer pops them;
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, TryRecvError, TrySendError};
 use hdrhistogram::Histogram;
-use mdfh::pipeline::ring::Ring;
+use crossbeam_queue::ArrayQueue;
+use mdfh::pipeline::ring::{ring, Consumer, Producer};
 use mdfh::pipeline::FeedItem;
 use mdfh_feed::itch::{Header, Message, OrderDelete};
 use mdfh_feed::udp::monotonic_ns;
@@ -39,48 +40,64 @@ fn stamp(item: &FeedItem) -> u64 {
     }
 }
 
-/// The two operations the benchmark needs from a queue.
-trait Queue: Send + Sync + 'static {
-    fn try_push(&self, item: FeedItem) -> Result<(), FeedItem>;
-    fn try_pop(&self) -> Option<FeedItem>;
+/// The pushing side of a queue under test.
+trait Tx: Send + 'static {
+    fn try_push(&mut self, item: FeedItem) -> Result<(), FeedItem>;
 }
 
-impl Queue for Ring<FeedItem> {
-    fn try_push(&self, item: FeedItem) -> Result<(), FeedItem> {
+/// The popping side of a queue under test.
+trait Rx: Send + 'static {
+    fn try_pop(&mut self) -> Option<FeedItem>;
+}
+
+impl Tx for Producer<FeedItem> {
+    fn try_push(&mut self, item: FeedItem) -> Result<(), FeedItem> {
         self.push(item)
     }
-    fn try_pop(&self) -> Option<FeedItem> {
+}
+
+impl Rx for Consumer<FeedItem> {
+    fn try_pop(&mut self) -> Option<FeedItem> {
         self.pop()
     }
 }
 
-struct Channel {
-    tx: crossbeam_channel::Sender<FeedItem>,
-    rx: crossbeam_channel::Receiver<FeedItem>,
+impl Tx for Arc<ArrayQueue<FeedItem>> {
+    fn try_push(&mut self, item: FeedItem) -> Result<(), FeedItem> {
+        self.push(item)
+    }
 }
 
-impl Queue for Channel {
-    fn try_push(&self, item: FeedItem) -> Result<(), FeedItem> {
-        self.tx.try_send(item).map_err(|e| match e {
+impl Rx for Arc<ArrayQueue<FeedItem>> {
+    fn try_pop(&mut self) -> Option<FeedItem> {
+        self.pop()
+    }
+}
+
+impl Tx for crossbeam_channel::Sender<FeedItem> {
+    fn try_push(&mut self, item: FeedItem) -> Result<(), FeedItem> {
+        self.try_send(item).map_err(|e| match e {
             TrySendError::Full(item) | TrySendError::Disconnected(item) => item,
         })
     }
-    fn try_pop(&self) -> Option<FeedItem> {
-        match self.rx.try_recv() {
+}
+
+impl Rx for crossbeam_channel::Receiver<FeedItem> {
+    fn try_pop(&mut self) -> Option<FeedItem> {
+        match self.try_recv() {
             Ok(item) => Some(item),
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
         }
     }
 }
 
-fn throughput<Q: Queue>(queue: Arc<Q>, items: u64) -> f64 {
-    let consumer_queue = queue.clone();
+fn throughput(mut tx: impl Tx, mut rx: impl Rx, items: u64) -> f64 {
     let start = Instant::now();
     let consumer = std::thread::spawn(move || {
         let mut received = 0u64;
         let mut checksum = 0u64;
         while received < items {
-            if let Some(item) = consumer_queue.try_pop() {
+            if let Some(item) = rx.try_pop() {
                 if let FeedItem::Message { seq, .. } = item {
                     checksum = checksum.wrapping_add(seq);
                 }
@@ -93,7 +110,7 @@ fn throughput<Q: Queue>(queue: Arc<Q>, items: u64) -> f64 {
     });
     for seq in 0..items {
         let mut pending = item(seq);
-        while let Err(back) = queue.try_push(pending) {
+        while let Err(back) = tx.try_push(pending) {
             pending = back;
             std::hint::spin_loop();
         }
@@ -102,13 +119,12 @@ fn throughput<Q: Queue>(queue: Arc<Q>, items: u64) -> f64 {
     items as f64 / start.elapsed().as_secs_f64()
 }
 
-fn latency<Q: Queue>(queue: Arc<Q>) -> Histogram<u64> {
-    let consumer_queue = queue.clone();
+fn latency(mut tx: impl Tx, mut rx: impl Rx) -> Histogram<u64> {
     let consumer = std::thread::spawn(move || {
         let mut histogram = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("valid bounds");
         let mut received = 0u64;
         while received < LATENCY_ITEMS {
-            if let Some(item) = consumer_queue.try_pop() {
+            if let Some(item) = rx.try_pop() {
                 let _ = histogram.record(monotonic_ns().saturating_sub(stamp(&item)).max(1));
                 received += 1;
             } else {
@@ -124,12 +140,37 @@ fn latency<Q: Queue>(queue: Arc<Q>) -> Histogram<u64> {
             std::hint::spin_loop();
         }
         let mut pending = item(seq);
-        while let Err(back) = queue.try_push(pending) {
+        while let Err(back) = tx.try_push(pending) {
             pending = back;
             std::hint::spin_loop();
         }
     }
     consumer.join().unwrap_or_else(|_| Histogram::new(3).expect("valid precision"))
+}
+
+const CONTENDERS: [&str; 3] = ["mdfh SPSC ring (used)", "crossbeam ArrayQueue", "crossbeam bounded channel"];
+
+/// Runs both measurements on a fresh queue of kind `index` (in `CONTENDERS` order).
+fn measure(index: usize, items: u64) -> (f64, Histogram<u64>) {
+    match index {
+        0 => {
+            let (tx, rx) = ring::<FeedItem>(CAPACITY);
+            let rate = throughput(tx, rx, items);
+            let (tx, rx) = ring::<FeedItem>(CAPACITY);
+            (rate, latency(tx, rx))
+        }
+        1 => {
+            let queue = Arc::new(ArrayQueue::new(CAPACITY));
+            let rate = throughput(queue.clone(), queue.clone(), items);
+            (rate, latency(queue.clone(), queue))
+        }
+        _ => {
+            let (tx, rx) = bounded(CAPACITY);
+            let rate = throughput(tx, rx, items);
+            let (tx, rx) = bounded(CAPACITY);
+            (rate, latency(tx, rx))
+        }
+    }
 }
 
 fn main() {
@@ -141,15 +182,8 @@ fn main() {
 
     let mut rates = Vec::new();
     for round in 0..2 {
-        for name in ["crossbeam ArrayQueue (used)", "crossbeam bounded channel"] {
-            let (rate, histogram) = if name.starts_with("crossbeam ArrayQueue") {
-                let ring = Arc::new(Ring::<FeedItem>::new(CAPACITY));
-                (throughput(ring.clone(), items), latency(ring))
-            } else {
-                let (tx, rx) = bounded(CAPACITY);
-                let channel = Arc::new(Channel { tx, rx });
-                (throughput(channel.clone(), items), latency(channel))
-            };
+        for (index, name) in CONTENDERS.iter().enumerate() {
+            let (rate, histogram) = measure(index, items);
             if round == 1 {
                 println!(
                     "{:<28} {:>14.0} {:>10} {:>10} {:>10} {:>10}",
@@ -165,8 +199,8 @@ fn main() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    if let [ring, channel] = rates[..] {
-        println!("throughput ratio ArrayQueue / channel: {:.2}", ring / channel);
+    if let [spsc, array_queue, channel] = rates[..] {
+        println!("throughput ratio SPSC / ArrayQueue: {:.2}, SPSC / channel: {:.2}", spsc / array_queue, spsc / channel);
     }
     println!("(the first round warms up and is not printed)");
 }

@@ -166,7 +166,10 @@ pub fn run_udp(messages: &Messages, config: &UdpSimConfig, stop: &AtomicBool) ->
         }
         control.clear();
         moldudp64::end_of_session(session, messages.len() as u64 + 1, &mut control);
-        send(&sender, config.target, &control, &mut report)?;
+        // Not through `send`, which skips header-only packets: an end of session is one.
+        sender
+            .send_to(&control, config.target)
+            .with_context(|| format!("failed to send the end of session to {}", config.target))?;
         report.passes += 1;
         if !config.repeat {
             return Ok(report);

@@ -8,7 +8,7 @@ use mdfh_matcher::{BookError, BookEvent, BookStatus, Books};
 use mdfh_publisher::Envelope;
 use serde::Serialize;
 
-use super::ring::Ring;
+use super::ring::{Consumer, Producer};
 use super::{Agent, FeedItem, Shared};
 use crate::config::Config;
 use crate::latency::{LatencyRecorder, Stage};
@@ -37,8 +37,8 @@ pub struct TopOfBookSummary {
 
 pub(crate) struct BookStage {
     shared: Arc<Shared>,
-    input: Arc<Ring<FeedItem>>,
-    output: Arc<Ring<Envelope>>,
+    input: Consumer<FeedItem>,
+    output: Producer<Envelope>,
     books: Books,
     /// Events of the message being applied; reused, so it allocates only while warming up.
     events: Vec<BookEvent>,
@@ -50,7 +50,7 @@ pub(crate) struct BookStage {
 }
 
 impl BookStage {
-    pub(crate) fn new(config: &Config, shared: Arc<Shared>, input: Arc<Ring<FeedItem>>, output: Arc<Ring<Envelope>>) -> BookStage {
+    pub(crate) fn new(config: &Config, shared: Arc<Shared>, input: Consumer<FeedItem>, output: Producer<Envelope>) -> BookStage {
         let latency = LatencyRecorder::new(shared.latency[Stage::Book as usize].clone());
         BookStage {
             shared,

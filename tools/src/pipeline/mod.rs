@@ -29,7 +29,6 @@ use crate::latency::SharedLatency;
 
 pub use book::TopOfBookSummary;
 pub use receive::Source;
-use ring::Ring;
 
 /// What stage 1 hands to stage 2.
 #[derive(Debug, Clone, Copy)]
@@ -85,8 +84,8 @@ impl Pipeline {
     /// Starts the three stages on `source`.
     pub fn start(config: &Config, source: Source) -> anyhow::Result<Pipeline> {
         let shared = Arc::new(Shared::default());
-        let feed_ring = Arc::new(Ring::<FeedItem>::new(config.pipeline.ring_capacity));
-        let book_ring = Arc::new(Ring::<Envelope>::new(config.pipeline.ring_capacity));
+        let (feed_tx, feed_rx) = ring::ring::<FeedItem>(config.pipeline.ring_capacity);
+        let (book_tx, book_rx) = ring::ring::<Envelope>(config.pipeline.ring_capacity);
 
         let publisher = publish::bind(config).context("failed to start the subscriber server")?;
         let subscriber_addr = publisher.local_addr();
@@ -101,11 +100,11 @@ impl Pipeline {
         }
 
         let mut threads = Vec::new();
-        let receive = receive::ReceiveStage::new(source, shared.clone(), feed_ring.clone());
+        let receive = receive::ReceiveStage::new(source, shared.clone(), feed_tx);
         threads.push(spawn_stage(0, cores_for_stages[0], Idler::new(strategies[0], max_park), receive)?);
-        let book = book::BookStage::new(config, shared.clone(), feed_ring, book_ring.clone());
+        let book = book::BookStage::new(config, shared.clone(), feed_rx, book_tx);
         threads.push(spawn_stage(1, cores_for_stages[1], Idler::new(strategies[1], max_park), book)?);
-        let publish = publish::PublishStage::new(publisher, shared.clone(), book_ring);
+        let publish = publish::PublishStage::new(publisher, shared.clone(), book_rx);
         threads.push(spawn_stage(2, cores_for_stages[2], Idler::new(strategies[2], max_park), publish)?);
 
         Ok(Pipeline {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mdfh_feed::udp::monotonic_ns;
 use mdfh_publisher::{Envelope, Publisher, PublisherConfig};
 
-use super::ring::Ring;
+use super::ring::Consumer;
 use super::{Agent, Shared};
 use crate::config::Config;
 use crate::latency::{LatencyRecorder, Stage};
@@ -33,7 +33,7 @@ pub(crate) fn bind(config: &Config) -> std::io::Result<Publisher> {
 
 pub(crate) struct PublishStage {
     shared: Arc<Shared>,
-    input: Arc<Ring<Envelope>>,
+    input: Consumer<Envelope>,
     publisher: Publisher,
     /// Timestamps of the envelopes of the current cycle: (receive, book updated).
     batch: [(u64, u64); BATCH],
@@ -43,7 +43,7 @@ pub(crate) struct PublishStage {
 }
 
 impl PublishStage {
-    pub(crate) fn new(publisher: Publisher, shared: Arc<Shared>, input: Arc<Ring<Envelope>>) -> PublishStage {
+    pub(crate) fn new(publisher: Publisher, shared: Arc<Shared>, input: Consumer<Envelope>) -> PublishStage {
         tracing::info!(address = %publisher.local_addr(), "subscribers: listening");
         PublishStage {
             publish_latency: LatencyRecorder::new(shared.latency[Stage::Publish as usize].clone()),

@@ -9,7 +9,7 @@ use mdfh_feed::soupbintcp::SoupClient;
 use mdfh_feed::udp::{monotonic_ns, UdpReceiver};
 use mdfh_feed::{itch, DecodeError};
 
-use super::ring::Ring;
+use super::ring::Producer;
 use super::{Agent, FeedItem, Shared};
 use crate::counters::FeedCounters;
 use crate::latency::{LatencyRecorder, Stage};
@@ -37,7 +37,7 @@ struct Limits {
 /// Decodes and hands on; kept apart from the source so both can be borrowed at once.
 struct Decoder {
     shared: Arc<Shared>,
-    ring: Arc<Ring<FeedItem>>,
+    ring: Producer<FeedItem>,
     tracker: SessionTracker,
     limits: Limits,
     latency: LatencyRecorder,
@@ -49,7 +49,7 @@ pub(crate) struct ReceiveStage {
 }
 
 impl ReceiveStage {
-    pub(crate) fn new(source: Source, shared: Arc<Shared>, ring: Arc<Ring<FeedItem>>) -> ReceiveStage {
+    pub(crate) fn new(source: Source, shared: Arc<Shared>, ring: Producer<FeedItem>) -> ReceiveStage {
         ReceiveStage {
             source,
             decoder: Decoder {
