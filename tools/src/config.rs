@@ -138,7 +138,8 @@ impl Default for PublisherSection {
 pub struct StatsConfig {
     /// Seconds between two latency and book lines in the log.
     pub interval_secs: f64,
-    /// The stats HTTP endpoint (`GET /stats` returns JSON); none disables it.
+    /// The stats HTTP endpoint (`GET /stats` returns JSON); `"off"` in TOML disables it.
+    #[serde(deserialize_with = "address_or_off")]
     pub http: Option<SocketAddr>,
     /// How many instruments the periodic book line shows.
     pub books_shown: usize,
@@ -191,6 +192,17 @@ pub enum Pinning {
     Auto,
     /// Explicit core ids for receive, book and publish.
     Cores { receive: usize, book: usize, publish: usize },
+}
+
+/// Reads a socket address, or `"off"` for none.
+fn address_or_off<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("invalid address {text:?} ({e}); expected IP:PORT or \"off\"")))
 }
 
 impl Config {
@@ -255,6 +267,14 @@ mod tests {
     fn explicit_pinning_parses() {
         let config = Config::parse("[pipeline.pinning.cores]\nreceive = 1\nbook = 2\npublish = 3\n").unwrap();
         assert_eq!(config.pipeline.pinning, Pinning::Cores { receive: 1, book: 2, publish: 3 });
+    }
+
+    #[test]
+    fn stats_http_can_be_turned_off() {
+        assert_eq!(Config::parse("[stats]\nhttp = \"off\"\n").unwrap().stats.http, None);
+        let on = Config::parse("[stats]\nhttp = \"127.0.0.1:0\"\n").unwrap();
+        assert_eq!(on.stats.http, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+        assert!(Config::parse("[stats]\nhttp = \"nowhere\"\n").is_err());
     }
 
     #[test]

@@ -63,8 +63,9 @@ pub struct FeedCounters {
     pub invalid_fields: Counter,
     /// Times stage 1 found the ring to stage 2 full and waited.
     pub ring_full_waits: Counter,
-    /// SoupBinTCP: connections made and lost.
+    /// SoupBinTCP: connections made.
     pub soup_connects: Counter,
+    /// SoupBinTCP: connections lost (closed by the server, silent too long, or malformed data).
     pub soup_disconnects: Counter,
 }
 

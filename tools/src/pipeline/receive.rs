@@ -24,14 +24,31 @@ pub enum Source {
     Soup(Box<SoupClient>),
 }
 
-/// Rate limits of the errors stage 1 logs.
+/// Rate limits of the errors stage 1 logs, one per kind.
 #[derive(Default)]
 struct Limits {
-    packet: RateLimit,
-    message: RateLimit,
+    short_packet: RateLimit,
+    block_past_end: RateLimit,
+    unknown_type: RateLimit,
+    truncated: RateLimit,
+    invalid_field: RateLimit,
     gap: RateLimit,
     duplicate: RateLimit,
     io: RateLimit,
+    soup: RateLimit,
+}
+
+impl Limits {
+    /// Returns the rate limit of the kind of `error`.
+    fn for_error(&mut self, error: &DecodeError) -> &mut RateLimit {
+        match error {
+            DecodeError::ShortPacket { .. } => &mut self.short_packet,
+            DecodeError::BlockPastEnd { .. } | DecodeError::FilePastEnd { .. } => &mut self.block_past_end,
+            DecodeError::UnknownType { .. } => &mut self.unknown_type,
+            DecodeError::Truncated { .. } | DecodeError::EmptyMessage { .. } => &mut self.truncated,
+            _ => &mut self.invalid_field,
+        }
+    }
 }
 
 /// Decodes and hands on; kept apart from the source so both can be borrowed at once.
@@ -81,7 +98,11 @@ impl Agent for ReceiveStage {
                     0
                 }
             },
-            Source::Soup(client) => client.poll(monotonic_ns(), |seq, bytes, recv_ns| decoder.on_sequenced(seq, bytes, recv_ns)),
+            Source::Soup(client) => {
+                let n = client.poll(monotonic_ns(), |seq, bytes, recv_ns| decoder.on_sequenced(seq, bytes, recv_ns));
+                decoder.on_soup_counters(client);
+                n
+            }
         };
         decoder.latency.maybe_flush(monotonic_ns(), false);
         work
@@ -111,7 +132,7 @@ impl Decoder {
             Ok(packet) => packet,
             Err(error) => {
                 self.count_decode_error(&error);
-                warn_limited!(self.limits.packet, recv_ns, %error, len = datagram.len(), "dropped a MoldUDP64 packet");
+                warn_limited!(self.limits.for_error(&error), recv_ns, %error, len = datagram.len(), "dropped a MoldUDP64 packet");
                 return;
             }
         };
@@ -132,7 +153,9 @@ impl Decoder {
                 self.deliver(&packet, 0, recv_ns);
             }
             PacketAction::NewSession { previous } => {
-                self.counters().session_changes.incr();
+                if previous.is_some() {
+                    self.counters().session_changes.incr();
+                }
                 tracing::info!(
                     session = %String::from_utf8_lossy(&header.session),
                     previous = %previous.map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default(),
@@ -172,21 +195,24 @@ impl Decoder {
     /// Decodes the message blocks of `packet` after the first `skip` and hands them on.
     fn deliver(&mut self, packet: &Packet<'_>, skip: u16, recv_ns: u64) {
         let first_seq = packet.header.sequence;
-        for (index, block) in packet.messages().enumerate() {
-            let seq = first_seq + index as u64;
-            let bytes = match block {
-                Ok(bytes) => bytes,
+        let mut blocks = packet.messages();
+        let mut index = 0u64;
+        while let Some(block) = blocks.next_with_offset() {
+            let seq = first_seq + index;
+            index += 1;
+            let (offset, bytes) = match block {
+                Ok(block) => block,
                 Err(error) => {
                     // The rest of the packet cannot be framed: every later message is lost.
                     self.count_decode_error(&error);
-                    warn_limited!(self.limits.packet, recv_ns, %error, sequence = seq, "dropped the rest of a MoldUDP64 packet");
+                    warn_limited!(self.limits.for_error(&error), recv_ns, %error, sequence = seq, "dropped the rest of a MoldUDP64 packet");
                     break;
                 }
             };
-            if index < usize::from(skip) {
+            if index <= u64::from(skip) {
                 continue;
             }
-            self.decode_one(seq, bytes, recv_ns);
+            self.decode_one(seq, bytes, offset, recv_ns);
         }
     }
 
@@ -195,16 +221,16 @@ impl Decoder {
         self.counters().packets.incr();
         self.counters().bytes.add(bytes.len() as u64);
         match self.tracker.on_message(seq) {
-            PacketAction::Deliver { .. } => self.decode_one(seq, bytes, recv_ns),
+            PacketAction::Deliver { .. } => self.decode_one(seq, bytes, 0, recv_ns),
             PacketAction::Gap { expected, received } => {
                 let session = self.tracker.session().unwrap_or([b' '; 10]);
                 self.on_gap(&session, expected, received, recv_ns);
-                self.decode_one(seq, bytes, recv_ns);
+                self.decode_one(seq, bytes, 0, recv_ns);
             }
             PacketAction::NewSession { .. } => {
                 self.counters().session_changes.incr();
                 self.push(FeedItem::SessionStart);
-                self.decode_one(seq, bytes, recv_ns);
+                self.decode_one(seq, bytes, 0, recv_ns);
             }
             PacketAction::Duplicate => {
                 self.counters().duplicate_messages.incr();
@@ -213,7 +239,23 @@ impl Decoder {
         }
     }
 
-    fn decode_one(&mut self, seq: u64, bytes: &[u8], recv_ns: u64) {
+    /// Decodes one message found at byte `offset` of its packet (0 for SoupBinTCP) and hands it on.
+    /// Copies the SoupBinTCP client's counters and logs its newest error, rate-limited.
+    fn on_soup_counters(&mut self, client: &SoupClient) {
+        let counters = client.counters();
+        let feed = &self.shared.counters.feed;
+        let disconnects = counters.disconnects + counters.timeouts + counters.malformed_frames;
+        if counters.connects != feed.soup_connects.get() || disconnects != feed.soup_disconnects.get() {
+            feed.soup_connects.set(counters.connects);
+            feed.soup_disconnects.set(disconnects);
+            if let Some(error) = client.last_error() {
+                let now = monotonic_ns();
+                warn_limited!(self.limits.soup, now, %error, "SoupBinTCP session problem");
+            }
+        }
+    }
+
+    fn decode_one(&mut self, seq: u64, bytes: &[u8], offset: usize, recv_ns: u64) {
         match itch::decode(bytes) {
             Ok(msg) => {
                 self.counters().messages.incr();
@@ -222,8 +264,9 @@ impl Decoder {
                 self.push(FeedItem::Message { seq, recv_ns, decoded_ns, msg });
             }
             Err(error) => {
+                let error = error.at(offset);
                 self.count_decode_error(&error);
-                warn_limited!(self.limits.message, recv_ns, %error, sequence = seq, "dropped an ITCH message");
+                warn_limited!(self.limits.for_error(&error), recv_ns, %error, sequence = seq, "dropped an ITCH message");
             }
         }
     }
