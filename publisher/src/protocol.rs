@@ -1,0 +1,403 @@
+//! Frames of the subscriber protocol: type codes, field values and the decoded frame types.
+//!
+//! Every frame is `u32 length (little-endian) | u8 type | body`, where `length` counts the type
+//! byte and the body. Bodies have a fixed layout except for a trailing text field (Error,
+//! SubscribeReject, Goodbye) and the level array of a Snapshot. Integers are little-endian, prices
+//! are u32 in 1/10000 dollars, shares are u64 and timestamps are u64 nanoseconds. Client requests
+//! use lower-case type letters and server frames upper-case ones. `docs/protocol.md` gives every
+//! byte offset, the session flow and the sequencing rules.
+//!
+//! Encoding is in [`crate::encode`], decoding in [`crate::decode`].
+
+use mdfh_feed::itch::{Side, Stock};
+use mdfh_matcher::{BookStatus, TradeEvent};
+
+/// Bytes of the length prefix.
+pub const LENGTH_PREFIX_LEN: usize = 4;
+/// Bytes before the body: the length prefix and the type byte.
+pub const FRAME_HEADER_LEN: usize = 5;
+/// Largest length field the server accepts in a client request; a larger one closes the
+/// connection because the stream cannot be resynchronized.
+pub const MAX_REQUEST_LEN: u32 = 1024;
+/// Largest number of levels a Snapshot carries per side (the counts are u16).
+pub const MAX_SNAPSHOT_LEVELS: usize = u16::MAX as usize;
+/// Bytes of one level in a Snapshot: price u32, shares u64, orders u32.
+pub const LEVEL_LEN: usize = 16;
+/// Length field of a Snapshot without levels.
+pub const SNAPSHOT_FIXED_LEN: u32 = 35;
+/// Largest length field of any frame: a Snapshot with the maximum number of levels on both sides.
+pub const MAX_FRAME_LEN: u32 = SNAPSHOT_FIXED_LEN + (2 * MAX_SNAPSHOT_LEVELS * LEVEL_LEN) as u32;
+/// Largest text field (Error, SubscribeReject, Goodbye) in bytes of UTF-8. Encoders cut longer
+/// text at a character boundary, and the decoder rejects longer text.
+pub const MAX_TEXT_LEN: usize = 255;
+/// Byte range of the sequence number in every data frame, counted from the frame start.
+pub const SEQ_RANGE: std::ops::Range<usize> = 5..13;
+/// Trading state of an instrument whose trading action message has not been received.
+pub const TRADING_STATE_UNKNOWN: u8 = b' ';
+
+/// Type bytes, one per frame kind.
+pub mod frame_type {
+    /// Client request: subscribe to one instrument or to all.
+    pub const SUBSCRIBE: u8 = b's';
+    /// Client request: end one subscription or all of them.
+    pub const UNSUBSCRIBE: u8 = b'u';
+    /// Client keep-alive; the server reads it and sends nothing back.
+    pub const CLIENT_HEARTBEAT: u8 = b'h';
+    /// Server: a subscription was accepted (active or pending).
+    pub const SUBSCRIBE_ACK: u8 = b'A';
+    /// Server: a subscription was rejected.
+    pub const SUBSCRIBE_REJECT: u8 = b'J';
+    /// Server: a request was malformed or could not be carried out.
+    pub const ERROR: u8 = b'E';
+    /// Server keep-alive after an idle interval.
+    pub const HEARTBEAT: u8 = b'H';
+    /// Server: the last frame before the server closes the connection.
+    pub const GOODBYE: u8 = b'G';
+    /// Data: the top levels of one instrument.
+    pub const SNAPSHOT: u8 = b'S';
+    /// Data: one price level changed.
+    pub const LEVEL_UPDATE: u8 = b'L';
+    /// Data: one trade print.
+    pub const TRADE: u8 = b'T';
+    /// Data: the book of one instrument became ok or stale.
+    pub const BOOK_STATUS: u8 = b'B';
+    /// Data: the trading state of one instrument changed.
+    pub const TRADING_STATE: u8 = b'V';
+    /// Data: every book was cleared because a new feed session started.
+    pub const RESET: u8 = b'R';
+}
+
+/// Error code of a failed request, in Error and SubscribeReject frames (u16 on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The type byte is not a known frame type.
+    UnknownType = 1,
+    /// The length field does not match the frame type, or is 0.
+    BadLength = 2,
+    /// A field has a value outside its domain (flags, symbol bytes).
+    InvalidField = 3,
+    /// A server-to-client frame type arrived from a client.
+    UnexpectedType = 4,
+    /// The requested depth is above the server's maximum (or 0 when the server has a maximum).
+    DepthTooLarge = 10,
+    /// The connection already has this subscription, or mixes a symbol with "all".
+    AlreadySubscribed = 11,
+    /// The connection already has the maximum number of symbol subscriptions.
+    TooManySubscriptions = 12,
+    /// An Unsubscribe named a subscription the connection does not have.
+    NotSubscribed = 13,
+}
+
+impl ErrorCode {
+    /// Returns the code for a wire value, or `None` for an unknown one.
+    pub fn from_u16(value: u16) -> Option<ErrorCode> {
+        Some(match value {
+            1 => ErrorCode::UnknownType,
+            2 => ErrorCode::BadLength,
+            3 => ErrorCode::InvalidField,
+            4 => ErrorCode::UnexpectedType,
+            10 => ErrorCode::DepthTooLarge,
+            11 => ErrorCode::AlreadySubscribed,
+            12 => ErrorCode::TooManySubscriptions,
+            13 => ErrorCode::NotSubscribed,
+            _ => return None,
+        })
+    }
+}
+
+/// Reason code of a Goodbye: the cause of the server closing the connection (u16 on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum GoodbyeReason {
+    /// The server is shutting down.
+    Shutdown = 1,
+    /// The connection's outbound queue was full; unsent frames were dropped.
+    SlowConsumer = 2,
+    /// The client sent a frame whose length is above the request maximum.
+    ProtocolViolation = 3,
+    /// The server already has its maximum number of subscriber connections.
+    ServerFull = 4,
+}
+
+impl GoodbyeReason {
+    /// Returns the reason for a wire value, or `None` for an unknown one.
+    pub fn from_u16(value: u16) -> Option<GoodbyeReason> {
+        Some(match value {
+            1 => GoodbyeReason::Shutdown,
+            2 => GoodbyeReason::SlowConsumer,
+            3 => GoodbyeReason::ProtocolViolation,
+            4 => GoodbyeReason::ServerFull,
+            _ => return None,
+        })
+    }
+}
+
+/// Instruments a Subscribe or Unsubscribe applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every instrument, present and future.
+    All,
+    /// One instrument by its 8-byte space-padded symbol.
+    Symbol(Stock),
+}
+
+/// Whether an accepted subscription is already served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckState {
+    /// The instrument is known; its Snapshot follows the ack (`'A'` on the wire).
+    Active,
+    /// The symbol is not in the directory yet; the Snapshot follows when it appears (`'P'`).
+    Pending,
+}
+
+/// Body of a SubscribeAck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeAck {
+    pub target: Target,
+    /// Levels per side the subscription carries; 0 means the full book.
+    pub depth: u16,
+    /// Locate code of the instrument; 0 for "all" and for pending subscriptions.
+    pub locate: u16,
+    pub state: AckState,
+}
+
+/// One aggregated price level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Level {
+    /// Price in 1/10000 dollars.
+    pub price: u32,
+    /// Total visible shares at the price; 0 in a LevelUpdate means the level was removed.
+    pub shares: u64,
+    /// Number of orders at the price.
+    pub orders: u32,
+}
+
+/// Fixed fields of a Snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// Per-connection sequence number.
+    pub seq: u64,
+    pub locate: u16,
+    pub stock: Stock,
+    pub status: BookStatus,
+    /// ITCH trading state letter (`H`, `P`, `Q`, `T`), or [`TRADING_STATE_UNKNOWN`].
+    pub trading_state: u8,
+    /// Feed sequence number of the last event the server applied before taking the snapshot.
+    pub feed_seq: u64,
+    /// Levels per side of the subscription; 0 means the full book.
+    pub depth: u16,
+}
+
+/// The levels of one side of a decoded Snapshot, best first, read from the frame's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels<'a> {
+    /// `len() * LEVEL_LEN` bytes.
+    bytes: &'a [u8],
+}
+
+impl<'a> Levels<'a> {
+    /// Wraps level bytes; the decoder has checked that the length is a multiple of `LEVEL_LEN`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Levels<'a> {
+        Levels { bytes }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len() / LEVEL_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.len() < LEVEL_LEN
+    }
+
+    /// Iterates over the levels, best first.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Level> + 'a {
+        self.bytes.chunks_exact(LEVEL_LEN).map(crate::decode::read_level)
+    }
+}
+
+/// A decoded Snapshot whose levels borrow from the input buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot<'a> {
+    pub header: SnapshotHeader,
+    pub bids: Levels<'a>,
+    pub asks: Levels<'a>,
+}
+
+/// A Snapshot that owns its levels, both sides best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedSnapshot {
+    pub header: SnapshotHeader,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+}
+
+/// Body of a LevelUpdate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelUpdate {
+    pub seq: u64,
+    pub locate: u16,
+    pub side: Side,
+    /// The level's new state; `shares == 0` means the level was removed.
+    pub level: Level,
+    /// Feed sequence number of the ITCH message that changed the level.
+    pub feed_seq: u64,
+    /// Wall-clock nanoseconds since the Unix epoch at which the server queued the frame.
+    pub send_ns: u64,
+}
+
+/// Body of a Trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeUpdate {
+    pub seq: u64,
+    pub locate: u16,
+    pub trade: TradeEvent,
+    pub feed_seq: u64,
+    /// Wall-clock nanoseconds since the Unix epoch at which the server queued the frame.
+    pub send_ns: u64,
+}
+
+/// Body of a BookStatus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusUpdate {
+    pub seq: u64,
+    pub locate: u16,
+    pub status: BookStatus,
+    pub feed_seq: u64,
+}
+
+/// Body of a TradingState.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradingStateUpdate {
+    pub seq: u64,
+    pub locate: u16,
+    /// ITCH trading state letter: `H` halted, `P` paused, `Q` quotation only, `T` trading.
+    pub state: u8,
+    pub feed_seq: u64,
+}
+
+/// One decoded frame. Text and snapshot levels borrow from the input buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Subscribe { target: Target, depth: u16 },
+    Unsubscribe { target: Target },
+    ClientHeartbeat,
+    SubscribeAck(SubscribeAck),
+    SubscribeReject { target: Target, code: ErrorCode, text: &'a str },
+    Error { code: ErrorCode, text: &'a str },
+    /// `last_seq` is the sequence number of the last data frame sent, 0 before the first.
+    Heartbeat { last_seq: u64, send_ns: u64 },
+    /// `last_seq` is the last sequence number the server assigned on this connection.
+    Goodbye { reason: GoodbyeReason, last_seq: u64, text: &'a str },
+    Snapshot(Snapshot<'a>),
+    LevelUpdate(LevelUpdate),
+    Trade(TradeUpdate),
+    BookStatus(StatusUpdate),
+    TradingState(TradingStateUpdate),
+    Reset { seq: u64, feed_seq: u64 },
+}
+
+impl Frame<'_> {
+    /// Returns the frame's type byte.
+    pub fn frame_type(&self) -> u8 {
+        match self {
+            Frame::Subscribe { .. } => frame_type::SUBSCRIBE,
+            Frame::Unsubscribe { .. } => frame_type::UNSUBSCRIBE,
+            Frame::ClientHeartbeat => frame_type::CLIENT_HEARTBEAT,
+            Frame::SubscribeAck(_) => frame_type::SUBSCRIBE_ACK,
+            Frame::SubscribeReject { .. } => frame_type::SUBSCRIBE_REJECT,
+            Frame::Error { .. } => frame_type::ERROR,
+            Frame::Heartbeat { .. } => frame_type::HEARTBEAT,
+            Frame::Goodbye { .. } => frame_type::GOODBYE,
+            Frame::Snapshot(_) => frame_type::SNAPSHOT,
+            Frame::LevelUpdate(_) => frame_type::LEVEL_UPDATE,
+            Frame::Trade(_) => frame_type::TRADE,
+            Frame::BookStatus(_) => frame_type::BOOK_STATUS,
+            Frame::TradingState(_) => frame_type::TRADING_STATE,
+            Frame::Reset { .. } => frame_type::RESET,
+        }
+    }
+
+    /// Returns the per-connection sequence number of a data frame, or `None` for a request or a
+    /// session frame.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Frame::Snapshot(s) => Some(s.header.seq),
+            Frame::LevelUpdate(u) => Some(u.seq),
+            Frame::Trade(t) => Some(t.seq),
+            Frame::BookStatus(s) => Some(s.seq),
+            Frame::TradingState(s) => Some(s.seq),
+            Frame::Reset { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// Copies the frame's text and levels out of the input buffer.
+    pub fn to_owned_frame(&self) -> OwnedFrame {
+        match *self {
+            Frame::Subscribe { target, depth } => OwnedFrame::Subscribe { target, depth },
+            Frame::Unsubscribe { target } => OwnedFrame::Unsubscribe { target },
+            Frame::ClientHeartbeat => OwnedFrame::ClientHeartbeat,
+            Frame::SubscribeAck(ack) => OwnedFrame::SubscribeAck(ack),
+            Frame::SubscribeReject { target, code, text } => {
+                OwnedFrame::SubscribeReject { target, code, text: text.to_owned() }
+            }
+            Frame::Error { code, text } => OwnedFrame::Error { code, text: text.to_owned() },
+            Frame::Heartbeat { last_seq, send_ns } => OwnedFrame::Heartbeat { last_seq, send_ns },
+            Frame::Goodbye { reason, last_seq, text } => {
+                OwnedFrame::Goodbye { reason, last_seq, text: text.to_owned() }
+            }
+            Frame::Snapshot(s) => OwnedFrame::Snapshot(OwnedSnapshot {
+                header: s.header,
+                bids: s.bids.iter().collect(),
+                asks: s.asks.iter().collect(),
+            }),
+            Frame::LevelUpdate(u) => OwnedFrame::LevelUpdate(u),
+            Frame::Trade(t) => OwnedFrame::Trade(t),
+            Frame::BookStatus(s) => OwnedFrame::BookStatus(s),
+            Frame::TradingState(s) => OwnedFrame::TradingState(s),
+            Frame::Reset { seq, feed_seq } => OwnedFrame::Reset { seq, feed_seq },
+        }
+    }
+}
+
+/// A frame that owns its text and levels, as [`crate::Client::next_frame`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedFrame {
+    Subscribe { target: Target, depth: u16 },
+    Unsubscribe { target: Target },
+    ClientHeartbeat,
+    SubscribeAck(SubscribeAck),
+    SubscribeReject { target: Target, code: ErrorCode, text: String },
+    Error { code: ErrorCode, text: String },
+    Heartbeat { last_seq: u64, send_ns: u64 },
+    Goodbye { reason: GoodbyeReason, last_seq: u64, text: String },
+    Snapshot(OwnedSnapshot),
+    LevelUpdate(LevelUpdate),
+    Trade(TradeUpdate),
+    BookStatus(StatusUpdate),
+    TradingState(TradingStateUpdate),
+    Reset { seq: u64, feed_seq: u64 },
+}
+
+impl OwnedFrame {
+    /// Returns the per-connection sequence number of a data frame, or `None` for a request or a
+    /// session frame.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            OwnedFrame::Snapshot(s) => Some(s.header.seq),
+            OwnedFrame::LevelUpdate(u) => Some(u.seq),
+            OwnedFrame::Trade(t) => Some(t.seq),
+            OwnedFrame::BookStatus(s) => Some(s.seq),
+            OwnedFrame::TradingState(s) => Some(s.seq),
+            OwnedFrame::Reset { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+}
+
+/// Returns whether `symbol` is valid in a request: printable ASCII (0x20..=0x7E), not starting
+/// with a space. Trailing spaces are padding; the server does not accept an all-space symbol.
+pub fn is_valid_symbol(symbol: &[u8; 8]) -> bool {
+    symbol[0] != b' ' && symbol.iter().all(|&b| (0x20..=0x7e).contains(&b))
+}
