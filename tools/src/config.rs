@@ -20,6 +20,7 @@ pub struct Config {
     pub publisher: PublisherSection,
     pub stats: StatsConfig,
     pub pipeline: PipelineConfig,
+    pub record: crate::record::RecordConfig,
 }
 
 /// Where stage 1 reads the feed from.

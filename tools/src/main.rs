@@ -26,6 +26,12 @@ enum Command {
     Book(cmd::book::Args),
     /// Convert other formats into an ITCH 5.0 BinaryFILE.
     Convert(cmd::convert::Args),
+    /// Record a live MoldUDP64 feed to nanosecond pcap files.
+    Record(cmd::record::Args),
+    /// Replay recorded files through the pipeline, with subscribers, at any speed.
+    Replay(cmd::replay::Args),
+    /// Export books, trades or orders of a recorded file to Parquet, CSV or DBN.
+    Export(cmd::export::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Book(args) => cmd::book::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Record(args) => cmd::record::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::Export(args) => cmd::export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

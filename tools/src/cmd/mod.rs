@@ -2,7 +2,10 @@
 
 pub mod book;
 pub mod convert;
+pub mod export;
 pub mod inspect;
+pub mod record;
+pub mod replay;
 pub mod run;
 pub mod sim;
 pub mod subscribe;

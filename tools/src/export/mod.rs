@@ -1,0 +1,1 @@
+//! Export of books, trades and orders (being written).
