@@ -40,7 +40,7 @@ impl Format {
 /// Errors from opening or reading a recorded feed file.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("failed to read feed file {}: {source}", path.display())]
+    #[error("failed to read feed file {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 
     #[error(transparent)]

@@ -15,6 +15,18 @@ use crate::moldudp64::{PacketHeader, SessionId, END_OF_SESSION, HEARTBEAT};
 /// Session id used by [`SessionTracker::on_message`] when no session was named before it.
 pub const UNNAMED_SESSION: SessionId = [b' '; 10];
 
+/// Highest sequence number accepted. No feed comes near it in a day, and packets above it would
+/// overflow the sequence arithmetic, so they are rejected as invalid.
+pub const MAX_SEQUENCE: u64 = 1 << 62;
+
+/// Consecutive packets a different session must send, while the current one has not ended,
+/// before the tracker switches to it. A stray or forged packet therefore cannot reset the books,
+/// while a real session change whose end-of-session packet was lost still takes effect.
+pub const SESSION_CONFIRM_PACKETS: u32 = 3;
+
+/// Sessions remembered after they were replaced; their late packets are dropped as stale.
+const RECENT_SESSIONS: usize = 4;
+
 /// What the caller does with the messages of a packet. A gap is the range of sequence numbers
 /// `expected..received` (end excluded) that never arrived. The tracker passes each gap to its
 /// [`GapHandler`] before it returns the action.
@@ -28,10 +40,18 @@ pub enum PacketAction {
     Gap { expected: u64, received: u64 },
     /// The packet starts a session: deliver all of its messages. `previous` is `None` for the
     /// first session seen; otherwise the caller resets its books, because sequence numbers and
-    /// order references start over. Heartbeat and end-of-session packets of a new session also
-    /// return this, with no messages to deliver, and [`SessionTracker::is_ended`] then
-    /// distinguishes an end of session.
-    NewSession { previous: Option<SessionId> },
+    /// order references start over. `gap` is `Some((1, sequence))` when the session is joined
+    /// after its first message, which the books then lack. Heartbeat and end-of-session packets
+    /// of a new session also return this, with no messages to deliver, and
+    /// [`SessionTracker::is_ended`] then distinguishes an end of session.
+    NewSession { previous: Option<SessionId>, gap: Option<(u64, u64)> },
+    /// A packet of another session while the current one is still open, not yet confirmed by
+    /// [`SESSION_CONFIRM_PACKETS`] consecutive packets: deliver none.
+    ForeignSession,
+    /// A late packet of a session that was replaced: deliver none.
+    StaleSession,
+    /// A sequence number of 0 or above [`MAX_SEQUENCE`]: deliver none.
+    Invalid,
     /// A heartbeat. `gap` is `Some((expected, received))` when its sequence number shows that
     /// messages were lost.
     Heartbeat { gap: Option<(u64, u64)> },
@@ -58,6 +78,10 @@ pub struct SessionCounters {
     pub messages_missed: u64,
     /// Heartbeat packets.
     pub heartbeats: u64,
+    /// Packets of another session not (yet) switched to, and late packets of replaced sessions.
+    pub foreign_session_packets: u64,
+    /// Packets with a sequence number of 0 or above [`MAX_SEQUENCE`].
+    pub invalid_packets: u64,
     /// End-of-session packets. Servers repeat them, so one session can count several.
     pub end_of_session: u64,
     /// Changes from one session id to another. The first session seen is not a change.
@@ -109,6 +133,11 @@ pub struct SessionTracker<H: GapHandler = MarkStale> {
     session: Option<SessionId>,
     next_expected: u64,
     ended: bool,
+    /// A different session seen while the current one is open, and its consecutive packets.
+    candidate: Option<(SessionId, u32)>,
+    /// Sessions replaced most recently, oldest overwritten first.
+    recent: [Option<SessionId>; RECENT_SESSIONS],
+    recent_next: usize,
     counters: SessionCounters,
     handler: H,
 }
@@ -127,6 +156,9 @@ impl<H: GapHandler> SessionTracker<H> {
             session: None,
             next_expected: 0,
             ended: false,
+            candidate: None,
+            recent: [None; RECENT_SESSIONS],
+            recent_next: 0,
             counters: SessionCounters::default(),
             handler,
         }
@@ -143,9 +175,15 @@ impl<H: GapHandler> SessionTracker<H> {
             _ => {}
         }
 
-        if self.session.as_ref() != Some(session) {
-            return self.start_session(session, sequence, count);
+        if sequence == 0 || sequence > MAX_SEQUENCE {
+            self.counters.invalid_packets += 1;
+            return PacketAction::Invalid;
         }
+
+        if self.session.as_ref() != Some(session) {
+            return self.on_other_session(session, sequence, count);
+        }
+        self.candidate = None;
 
         match count {
             HEARTBEAT => PacketAction::Heartbeat {
@@ -209,18 +247,43 @@ impl<H: GapHandler> SessionTracker<H> {
         &mut self.handler
     }
 
+    /// Decides whether a packet of a session other than the current one starts a new session.
+    fn on_other_session(&mut self, session: &SessionId, sequence: u64, count: u16) -> PacketAction {
+        if self.recent.iter().flatten().any(|recent| recent == session) {
+            self.counters.foreign_session_packets += 1;
+            return PacketAction::StaleSession;
+        }
+        if self.session.is_some() && !self.ended {
+            let seen = match self.candidate {
+                Some((candidate, seen)) if &candidate == session => seen + 1,
+                _ => 1,
+            };
+            self.candidate = Some((*session, seen));
+            if seen < SESSION_CONFIRM_PACKETS {
+                self.counters.foreign_session_packets += 1;
+                return PacketAction::ForeignSession;
+            }
+        }
+        self.start_session(session, sequence, count)
+    }
+
     fn start_session(&mut self, session: &SessionId, sequence: u64, count: u16) -> PacketAction {
+        self.candidate = None;
         let previous = self.session.replace(*session);
-        if previous.is_some() {
+        if let Some(previous) = previous {
             self.counters.session_changes += 1;
+            self.recent[self.recent_next] = Some(previous);
+            self.recent_next = (self.recent_next + 1) % RECENT_SESSIONS;
         }
         self.ended = count == END_OF_SESSION;
+        self.next_expected = 1;
+        let gap = (sequence > 1).then(|| self.record_gap(session, sequence));
         self.next_expected = sequence;
         if count != HEARTBEAT && count != END_OF_SESSION {
             self.next_expected = sequence.saturating_add(u64::from(count));
             self.counters.messages += u64::from(count);
         }
-        PacketAction::NewSession { previous }
+        PacketAction::NewSession { previous, gap }
     }
 
     fn on_messages(&mut self, session: &SessionId, sequence: u64, count: u16) -> PacketAction {
@@ -266,5 +329,83 @@ impl<H: GapHandler> SessionTracker<H> {
         self.counters.messages_missed += received.saturating_sub(expected);
         self.handler.on_gap(session, expected, received);
         (expected, received)
+    }
+}
+
+/// What [`FileSequence::check`] decided about one message of a recorded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileVerdict {
+    /// The next message, or one without a sequence number: apply it.
+    Apply,
+    /// Seen before (a repeated packet, or a second line's copy): skip it.
+    Duplicate,
+    /// Messages `expected..received` are missing before this one, which is applied.
+    Gap { expected: u64, received: u64 },
+}
+
+/// Sequence checking for messages read from a recorded capture, where each message carries its
+/// MoldUDP64 session and sequence number. Captures with zeroed headers (sequence 0) and
+/// BinaryFILE messages (no sequence) are applied as they come.
+#[derive(Debug, Clone, Default)]
+pub struct FileSequence {
+    session: Option<SessionId>,
+    next: u64,
+    pub duplicates: u64,
+    pub gaps: u64,
+    pub missed: u64,
+}
+
+impl FileSequence {
+    /// Checks one message; a new session restarts the numbering.
+    pub fn check(&mut self, session: Option<SessionId>, sequence: Option<u64>) -> FileVerdict {
+        let (Some(session), Some(sequence)) = (session, sequence) else {
+            return FileVerdict::Apply;
+        };
+        if sequence == 0 {
+            return FileVerdict::Apply;
+        }
+        if self.session != Some(session) {
+            self.session = Some(session);
+            self.next = sequence.saturating_add(1);
+            return FileVerdict::Apply;
+        }
+        if sequence < self.next {
+            self.duplicates += 1;
+            return FileVerdict::Duplicate;
+        }
+        let expected = self.next;
+        self.next = sequence.saturating_add(1);
+        if sequence > expected {
+            self.gaps += 1;
+            self.missed += sequence - expected;
+            return FileVerdict::Gap { expected, received: sequence };
+        }
+        FileVerdict::Apply
+    }
+}
+
+#[cfg(test)]
+mod file_sequence_tests {
+    use super::*;
+
+    #[test]
+    fn file_sequence_skips_duplicates_and_reports_gaps() {
+        let s = Some(*b"000010059B");
+        let mut f = FileSequence::default();
+        assert_eq!(f.check(s, Some(10)), FileVerdict::Apply);
+        assert_eq!(f.check(s, Some(11)), FileVerdict::Apply);
+        assert_eq!(f.check(s, Some(11)), FileVerdict::Duplicate);
+        assert_eq!(f.check(s, Some(5)), FileVerdict::Duplicate);
+        assert_eq!(f.check(s, Some(14)), FileVerdict::Gap { expected: 12, received: 14 });
+        assert_eq!((f.duplicates, f.gaps, f.missed), (2, 1, 2));
+    }
+
+    #[test]
+    fn file_sequence_applies_unsequenced_messages() {
+        let mut f = FileSequence::default();
+        let zero = Some([0u8; 10]);
+        assert_eq!(f.check(zero, Some(0)), FileVerdict::Apply);
+        assert_eq!(f.check(zero, Some(0)), FileVerdict::Apply);
+        assert_eq!(f.check(None, None), FileVerdict::Apply);
     }
 }

@@ -68,9 +68,9 @@ pub struct UdpReceiver {
 }
 
 impl UdpReceiver {
-    /// Opens the socket with receive slots of [`DEFAULT_SLOT_BYTES`]: SO_REUSEADDR (and
-    /// SO_REUSEPORT where the system has it), SO_RCVBUF, bind, the multicast join when a group is
-    /// set, non-blocking mode.
+    /// Opens the socket with receive slots of [`DEFAULT_SLOT_BYTES`]: SO_REUSEADDR and
+    /// SO_REUSEPORT (where the system has it) for multicast only, SO_RCVBUF, bind, the multicast
+    /// join when a group is set, non-blocking mode.
     pub fn open(config: &UdpConfig) -> io::Result<Self> {
         Self::open_with_slot_bytes(config, DEFAULT_SLOT_BYTES)
     }
@@ -81,9 +81,14 @@ impl UdpReceiver {
         let batch = config.batch.max(1);
         let slot_bytes = slot_bytes.max(1);
         let socket = Socket::new(Domain::for_address(config.bind), Type::DGRAM, Some(Protocol::UDP))?;
-        socket.set_reuse_address(true)?;
-        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))))]
-        socket.set_reuse_port(true)?;
+        // Address and port reuse let several receivers join one multicast group; a unicast
+        // socket keeps its port to itself, so a second handler on it fails to start instead of
+        // silently taking part of the feed.
+        if config.multicast_group.is_some() {
+            socket.set_reuse_address(true)?;
+            #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))))]
+            socket.set_reuse_port(true)?;
+        }
         if config.recv_buffer_bytes > 0 {
             socket.set_recv_buffer_size(config.recv_buffer_bytes)?;
             #[cfg(target_os = "linux")]

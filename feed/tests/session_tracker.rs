@@ -2,7 +2,7 @@
 //! the gap handler seam.
 
 use mdfh_feed::moldudp64::{PacketHeader, END_OF_SESSION, HEARTBEAT};
-use mdfh_feed::session::{GapHandler, PacketAction, SessionTracker, UNNAMED_SESSION};
+use mdfh_feed::session::{GapHandler, PacketAction, SessionTracker, MAX_SEQUENCE, SESSION_CONFIRM_PACKETS, UNNAMED_SESSION};
 
 const S1: &[u8; 10] = b"000010059B";
 const S2: &[u8; 10] = b"000010059C";
@@ -10,22 +10,35 @@ const S2: &[u8; 10] = b"000010059C";
 /// Returns a tracker that has delivered messages 1..=10 of session S1.
 fn tracker_at_11() -> SessionTracker {
     let mut t = SessionTracker::new();
-    assert_eq!(t.on_packet(S1, 1, 10), PacketAction::NewSession { previous: None });
+    assert_eq!(t.on_packet(S1, 1, 10), PacketAction::NewSession { previous: None, gap: None });
     assert_eq!(t.next_expected(), 11);
     t
 }
 
 #[test]
-fn first_packet_starts_session_without_gap() {
+fn first_packet_at_one_starts_session_without_gap() {
     let mut t = SessionTracker::new();
     assert_eq!(t.session(), None);
-    assert_eq!(t.on_packet(S1, 14757721, 3), PacketAction::NewSession { previous: None });
+    assert_eq!(t.on_packet(S1, 1, 3), PacketAction::NewSession { previous: None, gap: None });
     assert_eq!(t.session(), Some(*S1));
-    assert_eq!(t.next_expected(), 14757724);
+    assert_eq!(t.next_expected(), 4);
     assert_eq!(t.counters().gaps, 0);
     assert_eq!(t.counters().session_changes, 0);
     assert_eq!(t.counters().messages, 3);
     assert!(!t.handler_mut().take_stale());
+}
+
+#[test]
+fn late_join_reports_gap_from_one() {
+    let mut t = SessionTracker::new();
+    assert_eq!(
+        t.on_packet(S1, 14757721, 3),
+        PacketAction::NewSession { previous: None, gap: Some((1, 14757721)) }
+    );
+    assert_eq!(t.next_expected(), 14757724);
+    assert_eq!(t.counters().gaps, 1);
+    assert_eq!(t.counters().messages_missed, 14757720);
+    assert!(t.handler_mut().take_stale());
 }
 
 #[test]
@@ -119,9 +132,10 @@ fn heartbeat_beyond_expected_reveals_gap() {
 }
 
 #[test]
-fn new_session_resets_expected() {
+fn new_session_after_end_switches_at_once() {
     let mut t = tracker_at_11();
-    assert_eq!(t.on_packet(S2, 1, 2), PacketAction::NewSession { previous: Some(*S1) });
+    assert_eq!(t.on_packet(S1, 11, END_OF_SESSION), PacketAction::EndOfSession);
+    assert_eq!(t.on_packet(S2, 1, 2), PacketAction::NewSession { previous: Some(*S1), gap: None });
     assert_eq!(t.session(), Some(*S2));
     assert_eq!(t.next_expected(), 3);
     assert_eq!(t.counters().session_changes, 1);
@@ -130,9 +144,57 @@ fn new_session_resets_expected() {
 }
 
 #[test]
+fn open_session_switches_only_when_confirmed() {
+    let mut t = tracker_at_11();
+    for seq in 1..SESSION_CONFIRM_PACKETS as u64 {
+        assert_eq!(t.on_packet(S2, seq, 1), PacketAction::ForeignSession);
+        assert_eq!(t.session(), Some(*S1));
+    }
+    // The messages of the unconfirmed packets were dropped, so the switch reports them lost.
+    let seq = SESSION_CONFIRM_PACKETS as u64;
+    assert_eq!(t.on_packet(S2, seq, 1), PacketAction::NewSession { previous: Some(*S1), gap: Some((1, seq)) });
+    assert_eq!(t.counters().foreign_session_packets, u64::from(SESSION_CONFIRM_PACKETS - 1));
+    assert_eq!(t.counters().session_changes, 1);
+}
+
+#[test]
+fn packet_of_current_session_resets_confirmation() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S2, 1, 1), PacketAction::ForeignSession);
+    assert_eq!(t.on_packet(S2, 2, 1), PacketAction::ForeignSession);
+    assert_eq!(t.on_packet(S1, 11, 1), PacketAction::Deliver { skip: 0 });
+    assert_eq!(t.on_packet(S2, 3, 1), PacketAction::ForeignSession);
+    assert_eq!(t.session(), Some(*S1));
+}
+
+#[test]
+fn stray_sessions_never_reset_an_open_session() {
+    let mut t = tracker_at_11();
+    for i in 0..1000u32 {
+        let mut session = *b"FORGED0000";
+        session[6..].copy_from_slice(format!("{:04}", i % 10_000).as_bytes());
+        assert_eq!(t.on_packet(&session, 1, 1), PacketAction::ForeignSession);
+    }
+    assert_eq!(t.session(), Some(*S1));
+    assert_eq!(t.counters().session_changes, 0);
+    assert_eq!(t.counters().foreign_session_packets, 1000);
+}
+
+#[test]
+fn late_packet_of_replaced_session_is_stale() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 11, END_OF_SESSION), PacketAction::EndOfSession);
+    assert_eq!(t.on_packet(S2, 1, 1), PacketAction::NewSession { previous: Some(*S1), gap: None });
+    assert_eq!(t.on_packet(S1, 5, 1), PacketAction::StaleSession);
+    assert_eq!(t.session(), Some(*S2));
+    assert_eq!(t.counters().foreign_session_packets, 1);
+}
+
+#[test]
 fn new_session_heartbeat_sets_expected() {
     let mut t = tracker_at_11();
-    assert_eq!(t.on_packet(S2, 7, HEARTBEAT), PacketAction::NewSession { previous: Some(*S1) });
+    assert_eq!(t.on_packet(S1, 11, END_OF_SESSION), PacketAction::EndOfSession);
+    assert_eq!(t.on_packet(S2, 7, HEARTBEAT), PacketAction::NewSession { previous: Some(*S1), gap: Some((1, 7)) });
     assert_eq!(t.next_expected(), 7);
     assert_eq!(t.counters().heartbeats, 1);
     assert_eq!(t.counters().messages, 10);
@@ -160,23 +222,27 @@ fn end_of_session_beyond_expected_reveals_gap() {
 #[test]
 fn end_of_new_session_marks_ended() {
     let mut t = tracker_at_11();
-    assert_eq!(t.on_packet(S2, 1, END_OF_SESSION), PacketAction::NewSession { previous: Some(*S1) });
+    assert_eq!(t.on_packet(S1, 11, END_OF_SESSION), PacketAction::EndOfSession);
+    assert_eq!(t.on_packet(S2, 1, END_OF_SESSION), PacketAction::NewSession { previous: Some(*S1), gap: None });
     assert!(t.is_ended());
-    assert_eq!(t.counters().end_of_session, 1);
+    assert_eq!(t.counters().end_of_session, 2);
 }
 
 #[test]
-fn sequence_overflow_saturates() {
-    let mut t = SessionTracker::new();
-    assert_eq!(t.on_packet(S1, u64::MAX - 1, 5), PacketAction::NewSession { previous: None });
-    assert_eq!(t.next_expected(), u64::MAX);
-    assert_eq!(t.on_packet(S1, u64::MAX - 3, 2), PacketAction::Duplicate);
+fn absurd_sequence_numbers_are_invalid() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 0, 1), PacketAction::Invalid);
+    assert_eq!(t.on_packet(S1, MAX_SEQUENCE + 1, 2), PacketAction::Invalid);
+    assert_eq!(t.on_packet(S1, u64::MAX - 1, 2), PacketAction::Invalid);
+    assert_eq!(t.counters().invalid_packets, 3);
+    assert_eq!(t.next_expected(), 11);
+    assert_eq!(t.on_packet(S1, 11, 1), PacketAction::Deliver { skip: 0 });
 }
 
 #[test]
 fn soup_messages_and_relogin() {
     let mut t = SessionTracker::new();
-    assert_eq!(t.on_login_accepted(b"  SIM00001", 1), PacketAction::NewSession { previous: None });
+    assert_eq!(t.on_login_accepted(b"  SIM00001", 1), PacketAction::NewSession { previous: None, gap: None });
     assert_eq!(t.on_message(1), PacketAction::Deliver { skip: 0 });
     assert_eq!(t.on_message(2), PacketAction::Deliver { skip: 0 });
     assert_eq!(t.on_message(2), PacketAction::Duplicate);
@@ -192,7 +258,7 @@ fn soup_messages_and_relogin() {
 #[test]
 fn soup_message_without_login_uses_unnamed_session() {
     let mut t = SessionTracker::new();
-    assert_eq!(t.on_message(1), PacketAction::NewSession { previous: None });
+    assert_eq!(t.on_message(1), PacketAction::NewSession { previous: None, gap: None });
     assert_eq!(t.session(), Some(UNNAMED_SESSION));
     assert_eq!(t.on_message(2), PacketAction::Deliver { skip: 0 });
 }

@@ -11,6 +11,12 @@ use serde::Deserialize;
 
 use crate::idle::IdleConfig;
 
+const MAX_RING_CAPACITY: usize = 1 << 24;
+const MAX_BATCH: usize = 1024;
+const MAX_ORDER_CAPACITY: usize = 1 << 28;
+const MAX_QUEUE_BYTES: usize = 1 << 30;
+const MAX_SUBSCRIBERS: usize = 4096;
+
 /// The whole configuration of `mdfh run`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -222,10 +228,20 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.pipeline.ring_capacity >= 2, "pipeline.ring_capacity must be at least 2");
-        anyhow::ensure!(self.input.batch >= 1, "input.batch must be at least 1");
+        // Upper bounds keep a typo from asking for terabytes of memory at start.
+        let ring = self.pipeline.ring_capacity;
+        anyhow::ensure!((2..=MAX_RING_CAPACITY).contains(&ring), "pipeline.ring_capacity {ring} is out of range 2..={MAX_RING_CAPACITY}");
+        let batch = self.input.batch;
+        anyhow::ensure!((1..=MAX_BATCH).contains(&batch), "input.batch {batch} is out of range 1..={MAX_BATCH}");
+        let orders = self.pipeline.order_capacity;
+        anyhow::ensure!(orders <= MAX_ORDER_CAPACITY, "pipeline.order_capacity {orders} is above the maximum {MAX_ORDER_CAPACITY}");
+        let queue = self.publisher.queue_bytes;
+        anyhow::ensure!((1024..=MAX_QUEUE_BYTES).contains(&queue), "publisher.queue_bytes {queue} is out of range 1024..={MAX_QUEUE_BYTES}");
+        let subscribers = self.publisher.max_subscribers;
+        anyhow::ensure!((1..=MAX_SUBSCRIBERS).contains(&subscribers), "publisher.max_subscribers {subscribers} is out of range 1..={MAX_SUBSCRIBERS}");
         anyhow::ensure!(self.stats.interval_secs > 0.0, "stats.interval_secs must be positive");
         anyhow::ensure!(self.publisher.heartbeat_secs > 0.0, "publisher.heartbeat_secs must be positive");
+        self.record.validate()?;
         if self.input.kind == InputKind::Soupbintcp {
             anyhow::ensure!(self.input.connect.is_some(), "input.connect is required for input.kind = \"soupbintcp\"");
         }
@@ -276,6 +292,19 @@ mod tests {
         let on = Config::parse("[stats]\nhttp = \"127.0.0.1:0\"\n").unwrap();
         assert_eq!(on.stats.http, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
         assert!(Config::parse("[stats]\nhttp = \"nowhere\"\n").is_err());
+    }
+
+    #[test]
+    fn huge_sizes_are_rejected() {
+        for text in [
+            "[input]\nbatch = 100000000\n",
+            "[pipeline]\norder_capacity = 100000000000\n",
+            "[pipeline]\nring_capacity = 1\n",
+            "[publisher]\nqueue_bytes = 10\n",
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(format!("{err:#}").contains("range") || format!("{err:#}").contains("maximum"), "{text}: {err:#}");
+        }
     }
 
     #[test]

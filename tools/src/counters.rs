@@ -51,7 +51,15 @@ pub struct FeedCounters {
     pub duplicate_packets: Counter,
     pub duplicate_messages: Counter,
     pub gaps: Counter,
+    /// Messages inside sequence gaps (never received).
     pub messages_missed: Counter,
+    /// Sequenced messages received but not applied because they could not be framed or decoded
+    /// (an unknown message type excepted); each marks the books stale like a gap.
+    pub messages_lost: Counter,
+    /// Packets of another MoldUDP64 session than the current one, dropped.
+    pub foreign_session_packets: Counter,
+    /// Packets with a sequence number of 0 or beyond any real feed's range, dropped.
+    pub invalid_sequences: Counter,
     /// Datagrams larger than the receive buffer, dropped by the kernel's truncation.
     pub truncated_datagrams: Counter,
     /// Packets shorter than the MoldUDP64 header.

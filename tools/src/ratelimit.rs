@@ -40,6 +40,16 @@ macro_rules! warn_limited {
     };
 }
 
+/// Logs an info line through `tracing` when the rate limit allows it.
+#[macro_export]
+macro_rules! info_limited {
+    ($limit:expr, $now:expr, $($arg:tt)+) => {
+        if let Some(suppressed) = $limit.check($now, $crate::ratelimit::DEFAULT_PERIOD_NS) {
+            tracing::info!(suppressed, $($arg)+);
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mdfh_feed::file;
+use mdfh_feed::session::{FileSequence, FileVerdict};
 use mdfh_feed::moldudp64::{self, PacketBuilder};
 use mdfh_feed::udp::UdpSender;
 
@@ -36,9 +37,16 @@ impl Messages {
         let feed = file::open(path).with_context(|| format!("failed to open {}", path.display()))?;
         let mut messages = Messages::default();
         let mut errors = 0u64;
+        let mut sequence = FileSequence::default();
         for item in feed.messages() {
             match item {
-                Ok(message) => messages.push(message.bytes),
+                Ok(message) => {
+                    // A capture can hold the same packet twice (both lines, or a resend):
+                    // replaying it twice would apply its executions twice.
+                    if sequence.check(message.session, message.moldudp64_sequence) != FileVerdict::Duplicate {
+                        messages.push(message.bytes);
+                    }
+                }
                 Err(error) => {
                     errors += 1;
                     if errors <= 10 {
@@ -46,6 +54,15 @@ impl Messages {
                     }
                 }
             }
+        }
+        if sequence.duplicates > 0 || sequence.gaps > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                duplicates = sequence.duplicates,
+                gaps = sequence.gaps,
+                missed = sequence.missed,
+                "the capture's MoldUDP64 sequence numbers have duplicates (left out) or gaps"
+            );
         }
         if errors > 10 {
             tracing::warn!(file = %path.display(), errors, "messages left out of the replay in all");

@@ -20,6 +20,7 @@ pub struct Reporter {
     started: Instant,
     last_report: Instant,
     last_messages: u64,
+    record: Option<Arc<crate::record::RecordCounters>>,
 }
 
 impl Reporter {
@@ -33,7 +34,13 @@ impl Reporter {
             started: now,
             last_report: now,
             last_messages: 0,
+            record: None,
         }
+    }
+
+    /// Adds the recorder's counters to the reports.
+    pub fn set_record_counters(&mut self, counters: Arc<crate::record::RecordCounters>) {
+        self.record = Some(counters);
     }
 
     /// Returns the JSON document the HTTP endpoint serves, refreshed by [`Reporter::report`].
@@ -102,6 +109,7 @@ impl Reporter {
             "latency_ns": { "interval": latency(false), "total": latency(true) },
             "counters": &self.shared.counters,
             "books": self.books(),
+            "record": self.record.as_deref(),
         });
         if let Ok(mut json) = self.json.lock() {
             *json = doc.to_string();

@@ -237,7 +237,9 @@ fn new_session_resets_books() {
     let session_changes = counter(&before, "feed.session_changes").unwrap_or(0);
     let resets = counter(&before, "book.resets").unwrap_or(0);
 
-    // The new session numbers from 1 again, and order references may repeat.
+    // The current session ends, then the new one numbers from 1 again, and order references
+    // may repeat.
+    fixture.feed.send_blocks(0xFFFF, &[]);
     fixture.feed.session = *b"TEST000002";
     fixture.feed.next_seq = 1;
     let (price, shares) = fixture.next_level();
@@ -259,6 +261,31 @@ fn new_session_resets_books() {
         "session=TEST000002",
         "previous=TEST000001",
     ]);
+    fixture.send_add_and_wait();
+    fixture.finish();
+}
+
+#[test]
+fn stray_session_packet_is_dropped() {
+    let mut fixture = Fixture::start("stray_session");
+    let before = fixture.handler.wait_counter("book.messages_applied", 1);
+    let resets = counter(&before, "book.resets").unwrap_or(0);
+
+    // One packet of another session while the current one is open: dropped, no reset.
+    let current = fixture.feed.session;
+    let next_seq = fixture.feed.next_seq;
+    fixture.feed.session = *b"FORGED\n\x1b[m";
+    fixture.feed.next_seq = 1;
+    let (price, shares) = fixture.next_level();
+    fixture.feed.send_messages(&[&add_order(LOCATE, 999_999, price, shares)]);
+    let stats = fixture.handler.wait_counter("feed.foreign_session_packets", 1);
+    assert_eq!(counter(&stats, "book.resets"), Some(resets), "stats: {stats}");
+    assert_eq!(counter(&stats, "feed.session_changes"), Some(0), "stats: {stats}");
+    // The session id is logged escaped, so control bytes cannot reach the terminal.
+    fixture.expect_log(&["dropped a packet of another MoldUDP64 session", "session=FORGED\\n\\x1b[m"]);
+
+    fixture.feed.session = current;
+    fixture.feed.next_seq = next_seq;
     fixture.send_add_and_wait();
     fixture.finish();
 }

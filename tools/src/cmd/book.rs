@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use mdfh_feed::session::{FileSequence, FileVerdict};
 use mdfh_feed::file::{self, FeedFile};
 use mdfh_feed::itch::{Message, Side, Stock};
 use mdfh_matcher::{Book, Books};
@@ -43,6 +44,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     let mut rows: u64 = 0;
 
+    let mut sequence = FileSequence::default();
     for item in feed.messages() {
         let file_message = match item {
             Ok(file_message) => file_message,
@@ -51,6 +53,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 continue;
             }
         };
+        match sequence.check(file_message.session, file_message.moldudp64_sequence) {
+            FileVerdict::Apply => {}
+            FileVerdict::Duplicate => continue,
+            FileVerdict::Gap { expected, received } => {
+                book_errors.report(&format_args!(
+                    "byte offset {}: sequence gap, messages {expected}..{received} missing; the book may be wrong from here",
+                    file_message.offset
+                ));
+            }
+        }
         let message = match file_message.decode() {
             Ok(message) => message,
             Err(err) => {

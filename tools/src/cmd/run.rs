@@ -10,7 +10,8 @@ use mdfh_feed::soupbintcp::{SoupClient, SoupClientConfig};
 use mdfh_feed::udp::{UdpConfig, UdpReceiver};
 
 use crate::config::{Config, InputKind};
-use crate::pipeline::{Pipeline, Source};
+use crate::pipeline::{Pipeline, Recording, Source};
+use crate::record::{Recorder, WallClock};
 use crate::sim::{self, Messages, UdpSimConfig};
 use crate::stats::{self, Reporter};
 
@@ -38,10 +39,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     let (source, feed_addr) = open_source(&config)?;
-    let pipeline = Pipeline::start(&config, source)?;
+    let (recording, recorder) = start_recorder(&config, feed_addr)?;
+    let pipeline = Pipeline::start_recording(&config, source, recording)?;
     println!("mdfh: subscribers connect to {}", pipeline.subscriber_addr);
 
     let mut reporter = Reporter::new(pipeline.shared.clone());
+    if let Some(recorder) = &recorder {
+        reporter.set_record_counters(recorder.counters());
+    }
     if let Some(addr) = config.stats.http {
         let bound = stats::serve_http(addr, reporter.json_handle())?;
         println!("mdfh: stats at http://{bound}/stats");
@@ -65,6 +70,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     });
     tracing::info!("shutting down");
     sim_stop.store(true, Ordering::Relaxed);
+    let shared = pipeline.shared.clone();
     pipeline.join();
     if let Some(handle) = simulator {
         match handle.join() {
@@ -73,6 +79,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Err(_) => tracing::error!("simulator thread panicked"),
         }
     }
+    if let Some(recorder) = recorder {
+        let summary = recorder.finish().context("failed to complete the recording")?;
+        for file in &summary.files {
+            println!("mdfh: recorded {}", file.display());
+        }
+        let stats = &summary.stats;
+        if stats.dropped > 0 || stats.lost > 0 || stats.write_errors > 0 {
+            tracing::error!(dropped = stats.dropped, lost = stats.lost, write_errors = stats.write_errors, "the recording is incomplete");
+        }
+    }
+    anyhow::ensure!(!shared.failed.load(Ordering::Acquire), "a pipeline stage failed; see the log above");
     Ok(())
 }
 
@@ -95,7 +112,7 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)
                 None => local,
             };
             println!(
-                "mdfh: feed: MoldUDP64 on {local}{} (receive buffer {} bytes granted)",
+                "mdfh: feed: MoldUDP64 on {local}{} (receive buffer: the kernel reports {} bytes, twice the usable size)",
                 input.multicast_group.map(|g| format!(", group {g}")).unwrap_or_default(),
                 receiver.recv_buffer_granted()
             );
@@ -146,4 +163,19 @@ fn start_simulator(
         .name("mdfh-sim".into())
         .spawn(move || sim::run_udp(&messages, &sim_config, &stop))
         .context("failed to spawn the simulator thread")
+}
+
+/// Starts the recorder when `[record]` enables it; stage 1 then hands it every UDP datagram.
+fn start_recorder(config: &Config, feed_addr: std::net::SocketAddr) -> anyhow::Result<(Option<Recording>, Option<Recorder>)> {
+    if !config.record.enabled {
+        return Ok((None, None));
+    }
+    anyhow::ensure!(config.input.kind == InputKind::Udp, "record.enabled needs UDP input: SoupBinTCP input cannot be recorded yet");
+    let (tap, recorder) = crate::record::start(&config.record)?;
+    let dst = match feed_addr {
+        std::net::SocketAddr::V4(addr) => addr,
+        std::net::SocketAddr::V6(_) => anyhow::bail!("record.enabled needs an IPv4 input address"),
+    };
+    println!("mdfh: recording received packets to {}", config.record.dir.display());
+    Ok((Some(Recording { tap, clock: WallClock::new(), dst }), Some(recorder)))
 }

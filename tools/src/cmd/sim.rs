@@ -55,7 +55,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             repeat: args.repeat,
             pause_between_passes: Duration::from_millis(500),
         };
-        eprintln!("mdfh sim: {} messages from {} to udp://{target} at {} msg/s", messages.len(), args.file.display(), args.rate);
+        eprintln!("mdfh sim: {} messages from {} to udp://{target} at {}", messages.len(), args.file.display(), rate_text(args.rate));
         let report = sim::run_udp(&messages, &config, &stop)?;
         eprintln!("mdfh sim: sent {} messages in {} packets ({} passes)", report.messages, report.packets, report.passes);
         return Ok(());
@@ -81,12 +81,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let list: Arc<[Box<[u8]>]> = messages.iter().map(|m| m.to_vec().into_boxed_slice()).collect();
     let server = SoupServer::start(config, list).with_context(|| format!("failed to start the SoupBinTCP server on {bind}"))?;
     eprintln!(
-        "mdfh sim: serving {} messages from {} as SoupBinTCP session {} on {} at {} msg/s; Ctrl-C stops",
+        "mdfh sim: serving {} messages from {} as SoupBinTCP session {} on {} at {}; Ctrl-C stops",
         messages.len(),
         args.file.display(),
         args.session,
         server.local_addr(),
-        args.rate
+        rate_text(args.rate)
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
@@ -95,4 +95,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let counters = server.counters();
     eprintln!("mdfh sim: {} connections, {} messages sent", counters.connections, counters.messages_sent);
     Ok(())
+}
+
+fn rate_text(rate: u64) -> String {
+    match rate {
+        0 => "full speed".to_string(),
+        n => format!("{n} msg/s"),
+    }
 }

@@ -27,7 +27,8 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub depth: u16,
     /// `text`: one line per frame. `book-csv`: after every data frame about the subscribed
-    /// instrument, its book in LOBSTER's orderbook layout, as `mdfh book` prints it.
+    /// instrument, its book in LOBSTER's orderbook layout, as `mdfh book` prints it. One ITCH
+    /// message can change two levels (a replace), so rows also show the state between them.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Stop after this many seconds.
@@ -176,7 +177,11 @@ fn best(bids: &[Level], asks: &[Level]) -> String {
 /// Formats the book of `symbol` as one LOBSTER orderbook row of `depth` levels.
 fn book_row(book: &ClientBook, symbol: &str, depth: u16) -> String {
     let (bids, asks) = book.levels(symbol).unwrap_or((&[], &[]));
-    let depth = usize::from(depth.max(1));
+    // Depth 0 is the full book: as many levels as the deeper side has, at least one.
+    let depth = match depth {
+        0 => bids.len().max(asks.len()).max(1),
+        n => usize::from(n),
+    };
     let mut fields = Vec::with_capacity(depth * 4);
     for i in 0..depth {
         match asks.get(i) {

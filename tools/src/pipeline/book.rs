@@ -123,6 +123,9 @@ impl BookStage {
                 Err(back) => {
                     envelope = back;
                     self.shared.counters.book.ring_full_waits.incr();
+                    if self.shared.failed.load(Ordering::Acquire) {
+                        return;
+                    }
                     std::hint::spin_loop();
                     std::thread::yield_now();
                 }

@@ -11,6 +11,7 @@
 mod book;
 mod publish;
 mod receive;
+pub mod replay;
 pub mod ring;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,7 @@ use crate::idle::{IdleStrategy, Idler};
 use crate::latency::SharedLatency;
 
 pub use book::TopOfBookSummary;
+pub use receive::Recording;
 pub use receive::Source;
 
 /// What stage 1 hands to stage 2.
@@ -54,6 +56,8 @@ pub struct Shared {
     receive_done: AtomicBool,
     /// Set by stage 2 when it has finished: stage 3 finishes once its ring is empty.
     book_done: AtomicBool,
+    /// Set when a stage thread panicked: the pipeline stops and the process reports failure.
+    pub failed: AtomicBool,
 }
 
 impl Default for Shared {
@@ -65,6 +69,7 @@ impl Default for Shared {
             stop: AtomicBool::new(false),
             receive_done: AtomicBool::new(false),
             book_done: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         }
     }
 }
@@ -83,6 +88,11 @@ const STAGES: [&str; 3] = ["mdfh-receive", "mdfh-book", "mdfh-publish"];
 impl Pipeline {
     /// Starts the three stages on `source`.
     pub fn start(config: &Config, source: Source) -> anyhow::Result<Pipeline> {
+        Pipeline::start_recording(config, source, None)
+    }
+
+    /// Starts the three stages on `source`, with stage 1 handing every datagram to `record`.
+    pub fn start_recording(config: &Config, source: Source, record: Option<receive::Recording>) -> anyhow::Result<Pipeline> {
         let shared = Arc::new(Shared::default());
         let (feed_tx, feed_rx) = ring::ring::<FeedItem>(config.pipeline.ring_capacity);
         let (book_tx, book_rx) = ring::ring::<Envelope>(config.pipeline.ring_capacity);
@@ -100,12 +110,12 @@ impl Pipeline {
         }
 
         let mut threads = Vec::new();
-        let receive = receive::ReceiveStage::new(source, shared.clone(), feed_tx);
-        threads.push(spawn_stage(0, cores_for_stages[0], Idler::new(strategies[0], max_park), receive)?);
+        let receive = receive::ReceiveStage::new(source, shared.clone(), feed_tx, record);
+        threads.push(spawn_stage(0, cores_for_stages[0], Idler::new(strategies[0], max_park), receive, shared.clone())?);
         let book = book::BookStage::new(config, shared.clone(), feed_rx, book_tx);
-        threads.push(spawn_stage(1, cores_for_stages[1], Idler::new(strategies[1], max_park), book)?);
+        threads.push(spawn_stage(1, cores_for_stages[1], Idler::new(strategies[1], max_park), book, shared.clone())?);
         let publish = publish::PublishStage::new(publisher, shared.clone(), book_rx);
-        threads.push(spawn_stage(2, cores_for_stages[2], Idler::new(strategies[2], max_park), publish)?);
+        threads.push(spawn_stage(2, cores_for_stages[2], Idler::new(strategies[2], max_park), publish, shared.clone())?);
 
         Ok(Pipeline {
             shared,
@@ -149,6 +159,7 @@ fn spawn_stage(
     core: Option<usize>,
     mut idler: Idler,
     mut agent: impl Agent,
+    shared: Arc<Shared>,
 ) -> anyhow::Result<(&'static str, JoinHandle<()>)> {
     let name = STAGES[index];
     let handle = std::thread::Builder::new()
@@ -159,14 +170,29 @@ fn spawn_stage(
                     tracing::warn!(stage = name, core = id, "failed to pin the stage to its core; running unpinned");
                 }
             }
-            loop {
-                let work = agent.do_work();
-                if work == 0 && agent.is_done() {
-                    break;
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                loop {
+                    let work = agent.do_work();
+                    if work == 0 && agent.is_done() {
+                        break;
+                    }
+                    idler.idle(work);
                 }
-                idler.idle(work);
+                agent.on_close();
+            }));
+            if run.is_err() {
+                // A bug, never bad input: stop everything and let the stages after this one
+                // drain and close, so that subscribers get a Goodbye and the process exits
+                // with a failure status.
+                tracing::error!(stage = name, "stage panicked; shutting down");
+                shared.failed.store(true, Ordering::Release);
+                shared.stop.store(true, Ordering::Release);
+                match index {
+                    0 => shared.receive_done.store(true, Ordering::Release),
+                    1 => shared.book_done.store(true, Ordering::Release),
+                    _ => {}
+                }
             }
-            agent.on_close();
         })
         .with_context(|| format!("failed to spawn thread {name}"))?;
     Ok((name, handle))

@@ -40,6 +40,9 @@ pub(crate) struct PublishStage {
     publish_latency: LatencyRecorder,
     end_to_end_latency: LatencyRecorder,
     last_counters_ns: u64,
+    /// Publisher figures at the last copy, to log what changed since.
+    last_errors: u64,
+    last_active: usize,
 }
 
 impl PublishStage {
@@ -53,6 +56,8 @@ impl PublishStage {
             publisher,
             batch: [(0, 0); BATCH],
             last_counters_ns: 0,
+            last_errors: 0,
+            last_active: 0,
         }
     }
 
@@ -69,6 +74,24 @@ impl PublishStage {
         c.malformed_requests.set(stats.malformed_requests);
         c.frames_sent.set(stats.frames_sent);
         c.bytes_sent.set(stats.bytes_sent);
+
+        // Logged from here, at most every COUNTERS_EVERY_NS: the publisher itself only counts.
+        if stats.active != self.last_active {
+            tracing::info!(subscribers = stats.active, accepted = stats.connections_accepted, "subscriber count changed");
+            self.last_active = stats.active;
+        }
+        if stats.errors > self.last_errors {
+            let new = stats.errors - self.last_errors;
+            self.last_errors = stats.errors;
+            tracing::warn!(
+                new_errors = new,
+                malformed_requests = stats.malformed_requests,
+                slow_consumer_disconnects = stats.slow_consumer_disconnects,
+                rejected = stats.connections_rejected + stats.rejected_subscriptions,
+                "subscriber problem: {}",
+                stats.last_error.as_deref().unwrap_or("(no detail)")
+            );
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Stage 1: read packets, track the session and sequence, decode ITCH messages, hand them on.
 
 use std::sync::atomic::Ordering;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use mdfh_feed::moldudp64::{self, Packet};
@@ -9,12 +10,14 @@ use mdfh_feed::soupbintcp::SoupClient;
 use mdfh_feed::udp::{monotonic_ns, UdpReceiver};
 use mdfh_feed::{itch, DecodeError};
 
+use super::replay::ReplaySource;
 use super::ring::Producer;
 use super::{Agent, FeedItem, Shared};
 use crate::counters::FeedCounters;
+use crate::record::{RecordTap, WallClock};
 use crate::latency::{LatencyRecorder, Stage};
 use crate::ratelimit::RateLimit;
-use crate::warn_limited;
+use crate::{info_limited, warn_limited};
 
 /// Where stage 1 reads from.
 pub enum Source {
@@ -22,6 +25,8 @@ pub enum Source {
     Udp(UdpReceiver),
     /// A SoupBinTCP session.
     Soup(Box<SoupClient>),
+    /// Recorded files, handed on as MoldUDP64 packets.
+    Replay(Box<ReplaySource>),
 }
 
 /// Rate limits of the errors stage 1 logs, one per kind.
@@ -36,6 +41,10 @@ struct Limits {
     duplicate: RateLimit,
     io: RateLimit,
     soup: RateLimit,
+    session: RateLimit,
+    foreign_session: RateLimit,
+    invalid_sequence: RateLimit,
+    truncated_datagram: RateLimit,
 }
 
 impl Limits {
@@ -58,6 +67,15 @@ struct Decoder {
     tracker: SessionTracker,
     limits: Limits,
     latency: LatencyRecorder,
+    record: Option<Recording>,
+}
+
+/// The recording tap of stage 1, with what it needs to stamp each datagram.
+pub struct Recording {
+    pub tap: RecordTap,
+    pub clock: WallClock,
+    /// Destination written into the recorded frames: the input's address or group.
+    pub dst: SocketAddrV4,
 }
 
 pub(crate) struct ReceiveStage {
@@ -66,7 +84,7 @@ pub(crate) struct ReceiveStage {
 }
 
 impl ReceiveStage {
-    pub(crate) fn new(source: Source, shared: Arc<Shared>, ring: Producer<FeedItem>) -> ReceiveStage {
+    pub(crate) fn new(source: Source, shared: Arc<Shared>, ring: Producer<FeedItem>, record: Option<Recording>) -> ReceiveStage {
         ReceiveStage {
             source,
             decoder: Decoder {
@@ -74,6 +92,7 @@ impl ReceiveStage {
                 tracker: SessionTracker::new(),
                 limits: Limits::default(),
                 latency: LatencyRecorder::new(shared.latency[Stage::Decode as usize].clone()),
+                record,
                 shared,
             },
         }
@@ -89,7 +108,15 @@ impl Agent for ReceiveStage {
         let work = match &mut self.source {
             Source::Udp(receiver) => match receiver.recv_batch(|datagram, recv_ns| decoder.on_packet(datagram, recv_ns)) {
                 Ok(n) => {
-                    decoder.shared.counters.feed.truncated_datagrams.set(receiver.truncated_datagrams());
+                    let truncated = receiver.truncated_datagrams();
+                    if truncated != decoder.shared.counters.feed.truncated_datagrams.get() {
+                        decoder.shared.counters.feed.truncated_datagrams.set(truncated);
+                        let now = monotonic_ns();
+                        warn_limited!(
+                            decoder.limits.truncated_datagram, now, total = truncated,
+                            "dropped a datagram longer than the {}-byte receive slot", mdfh_feed::udp::DEFAULT_SLOT_BYTES
+                        );
+                    }
                     n
                 }
                 Err(error) => {
@@ -103,6 +130,7 @@ impl Agent for ReceiveStage {
                 decoder.on_soup_counters(client);
                 n
             }
+            Source::Replay(replay) => replay.poll(|packet, recv_ns| decoder.on_packet(packet, recv_ns)),
         };
         decoder.latency.maybe_flush(monotonic_ns(), false);
         work
@@ -126,6 +154,12 @@ impl Decoder {
 
     /// Handles one MoldUDP64 datagram read at `recv_ns`.
     fn on_packet(&mut self, datagram: &[u8], recv_ns: u64) {
+        if let Some(record) = &mut self.record {
+            // NOTE: the receiver does not report the sender's address, so recorded frames carry
+            // 0.0.0.0:0 as their source.
+            let wall_ns = record.clock.wall_ns(recv_ns);
+            record.tap.offer(datagram, wall_ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), record.dst);
+        }
         self.counters().packets.incr();
         self.counters().bytes.add(datagram.len() as u64);
         let packet = match moldudp64::parse(datagram) {
@@ -138,13 +172,16 @@ impl Decoder {
         };
         let header = packet.header;
         match self.tracker.on_packet(&header.session, header.sequence, header.count) {
-            PacketAction::Deliver { skip } => self.deliver(&packet, skip, recv_ns),
+            PacketAction::Deliver { skip } => {
+                self.counters().duplicate_messages.add(u64::from(skip));
+                self.deliver(&packet, skip, recv_ns);
+            }
             PacketAction::Duplicate => {
                 self.counters().duplicate_packets.incr();
                 self.counters().duplicate_messages.add(u64::from(header.count));
                 warn_limited!(
                     self.limits.duplicate, recv_ns,
-                    session = %String::from_utf8_lossy(&header.session), sequence = header.sequence, count = header.count,
+                    session = %header.session.escape_ascii(), sequence = header.sequence, count = header.count,
                     "dropped a duplicate MoldUDP64 packet"
                 );
             }
@@ -152,18 +189,45 @@ impl Decoder {
                 self.on_gap(&header.session, expected, received, recv_ns);
                 self.deliver(&packet, 0, recv_ns);
             }
-            PacketAction::NewSession { previous } => {
+            PacketAction::NewSession { previous, gap } => {
                 if previous.is_some() {
                     self.counters().session_changes.incr();
                 }
-                tracing::info!(
-                    session = %String::from_utf8_lossy(&header.session),
-                    previous = %previous.map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default(),
-                    sequence = header.sequence,
-                    "new MoldUDP64 session; books reset"
-                );
+                // The first session is not a change, so it does not use up the rate limit.
+                if previous.is_none() {
+                    tracing::info!(session = %header.session.escape_ascii(), sequence = header.sequence, "MoldUDP64 session started");
+                } else {
+                    info_limited!(
+                        self.limits.session, recv_ns,
+                        session = %header.session.escape_ascii(),
+                        previous = %previous.map(|p| p.escape_ascii().to_string()).unwrap_or_default(),
+                        sequence = header.sequence,
+                        "new MoldUDP64 session; books reset"
+                    );
+                }
                 self.push(FeedItem::SessionStart);
+                if let Some((expected, received)) = gap {
+                    self.on_gap(&header.session, expected, received, recv_ns);
+                }
                 self.deliver(&packet, 0, recv_ns);
+            }
+            PacketAction::ForeignSession | PacketAction::StaleSession => {
+                self.counters().foreign_session_packets.incr();
+                warn_limited!(
+                    self.limits.foreign_session, recv_ns,
+                    session = %header.session.escape_ascii(),
+                    current = %self.tracker.session().map(|s| s.escape_ascii().to_string()).unwrap_or_default(),
+                    sequence = header.sequence,
+                    "dropped a packet of another MoldUDP64 session"
+                );
+            }
+            PacketAction::Invalid => {
+                self.counters().invalid_sequences.incr();
+                warn_limited!(
+                    self.limits.invalid_sequence, recv_ns,
+                    session = %header.session.escape_ascii(), sequence = header.sequence, count = header.count,
+                    "dropped a MoldUDP64 packet with an invalid sequence number"
+                );
             }
             PacketAction::Heartbeat { gap } => {
                 self.counters().heartbeats.incr();
@@ -173,7 +237,7 @@ impl Decoder {
             }
             PacketAction::EndOfSession => {
                 self.counters().end_of_session.incr();
-                tracing::info!(session = %String::from_utf8_lossy(&header.session), "MoldUDP64 end of session");
+                tracing::info!(session = %header.session.escape_ascii(), "MoldUDP64 end of session");
             }
         }
     }
@@ -184,7 +248,7 @@ impl Decoder {
         self.counters().messages_missed.add(missed);
         warn_limited!(
             self.limits.gap, now_ns,
-            session = %String::from_utf8_lossy(session), expected, received, missed,
+            session = %session.escape_ascii(), expected, received, missed,
             "sequence gap; books marked stale"
         );
         // NOTE: retransmission requests would be sent from here; until then the gap only marks
@@ -195,6 +259,7 @@ impl Decoder {
     /// Decodes the message blocks of `packet` after the first `skip` and hands them on.
     fn deliver(&mut self, packet: &Packet<'_>, skip: u16, recv_ns: u64) {
         let first_seq = packet.header.sequence;
+        let count = u64::from(packet.header.message_count());
         let mut blocks = packet.messages();
         let mut index = 0u64;
         while let Some(block) = blocks.next_with_offset() {
@@ -203,9 +268,10 @@ impl Decoder {
             let (offset, bytes) = match block {
                 Ok(block) => block,
                 Err(error) => {
-                    // The rest of the packet cannot be framed: every later message is lost.
+                    // The rest of the packet cannot be framed: its messages are lost like a gap.
                     self.count_decode_error(&error);
                     warn_limited!(self.limits.for_error(&error), recv_ns, %error, sequence = seq, "dropped the rest of a MoldUDP64 packet");
+                    self.on_lost(seq, count + 1 - index);
                     break;
                 }
             };
@@ -214,6 +280,13 @@ impl Decoder {
             }
             self.decode_one(seq, bytes, offset, recv_ns);
         }
+    }
+
+    /// Counts `count` sequenced messages from `first` that arrived but could not be applied, and
+    /// marks the books stale, since they may have changed them.
+    fn on_lost(&mut self, first: u64, count: u64) {
+        self.counters().messages_lost.add(count);
+        self.push(FeedItem::Gap { first, count });
     }
 
     /// Handles one SoupBinTCP sequenced message.
@@ -227,19 +300,30 @@ impl Decoder {
                 self.on_gap(&session, expected, received, recv_ns);
                 self.decode_one(seq, bytes, 0, recv_ns);
             }
-            PacketAction::NewSession { .. } => {
-                self.counters().session_changes.incr();
+            PacketAction::NewSession { previous, gap } => {
+                if previous.is_some() {
+                    self.counters().session_changes.incr();
+                }
                 self.push(FeedItem::SessionStart);
+                if let Some((expected, received)) = gap {
+                    let session = self.tracker.session().unwrap_or([b' '; 10]);
+                    self.on_gap(&session, expected, received, recv_ns);
+                }
                 self.decode_one(seq, bytes, 0, recv_ns);
             }
             PacketAction::Duplicate => {
                 self.counters().duplicate_messages.incr();
             }
-            PacketAction::Heartbeat { .. } | PacketAction::EndOfSession => {}
+            PacketAction::Invalid => {
+                self.counters().invalid_sequences.incr();
+            }
+            PacketAction::ForeignSession
+            | PacketAction::StaleSession
+            | PacketAction::Heartbeat { .. }
+            | PacketAction::EndOfSession => {}
         }
     }
 
-    /// Decodes one message found at byte `offset` of its packet (0 for SoupBinTCP) and hands it on.
     /// Copies the SoupBinTCP client's counters and logs its newest error, rate-limited.
     fn on_soup_counters(&mut self, client: &SoupClient) {
         let counters = client.counters();
@@ -255,6 +339,7 @@ impl Decoder {
         }
     }
 
+    /// Decodes one message found at byte `offset` of its packet (0 for SoupBinTCP) and hands it on.
     fn decode_one(&mut self, seq: u64, bytes: &[u8], offset: usize, recv_ns: u64) {
         match itch::decode(bytes) {
             Ok(msg) => {
@@ -267,6 +352,11 @@ impl Decoder {
                 let error = error.at(offset);
                 self.count_decode_error(&error);
                 warn_limited!(self.limits.for_error(&error), recv_ns, %error, sequence = seq, "dropped an ITCH message");
+                // ITCH allows new message types to be added, so an unknown type is skipped;
+                // any other undecodable message may have changed a book.
+                if !matches!(error, DecodeError::UnknownType { .. }) {
+                    self.on_lost(seq, 1);
+                }
             }
         }
     }
@@ -292,7 +382,7 @@ impl Decoder {
                 Err(back) => {
                     item = back;
                     self.shared.counters.feed.ring_full_waits.incr();
-                    if self.shared.book_done.load(Ordering::Acquire) {
+                    if self.shared.book_done.load(Ordering::Acquire) || self.shared.failed.load(Ordering::Acquire) {
                         return;
                     }
                     std::hint::spin_loop();
