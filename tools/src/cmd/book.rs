@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use mdfh_feed::session::{FileSequence, FileVerdict};
-use mdfh_feed::file::{self, FeedFile};
+use mdfh_feed::file::FeedFile;
 use mdfh_feed::itch::{Message, Side, Stock};
 use mdfh_matcher::{Book, Books};
 
@@ -34,7 +34,7 @@ pub struct Args {
 
 /// Runs `mdfh book`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let feed = file::open(&args.file).with_context(|| format!("cannot replay {}", args.file.display()))?;
+    let feed = open_feed(&args.file).with_context(|| format!("cannot replay {}", args.file.display()))?;
     let locate = select_instrument(&feed, args.symbol.as_deref())
         .with_context(|| format!("cannot choose the instrument of {}", args.file.display()))?;
 
@@ -134,6 +134,19 @@ fn list_instruments(feed: &FeedFile) -> BTreeMap<u16, Option<Stock>> {
         }
     }
     instruments
+}
+
+/// Opens a BinaryFILE, pcap, pcapng or DBN file (plain or zstd); DBN is converted to ITCH first.
+/// NOTE: for DBN input, the byte offsets of later errors are those of the converted ITCH stream,
+/// not of the DBN file; conversion errors themselves name the DBN offset.
+fn open_feed(path: &std::path::Path) -> anyhow::Result<FeedFile> {
+    let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    if !crate::export::dbn_input::is_dbn(&bytes) {
+        return Ok(FeedFile::from_bytes(bytes)?);
+    }
+    let mut errors = ErrorLines::new(path);
+    let itch = crate::export::dbn_input::to_binary_file(bytes, &mut |error| errors.report(error))?;
+    Ok(FeedFile::from_bytes(itch)?)
 }
 
 /// Instruments named in full in an error message; the rest are only counted.

@@ -108,6 +108,22 @@ pub fn is_dbn(bytes: &[u8]) -> bool {
     bytes.starts_with(b"DBN") || bytes.starts_with(&ZSTD_MAGIC)
 }
 
+/// Converts DBN bytes (plain or zstd) to an ITCH 5.0 BinaryFILE in memory, so that every tool
+/// that reads BinaryFILEs (`mdfh book`, `mdfh replay`) reads DBN too. Records that cannot be
+/// converted are passed to `on_error` and left out. One DBN record can become two messages (a
+/// modify is a delete and an add).
+pub fn to_binary_file(bytes: Vec<u8>, on_error: &mut dyn FnMut(&DbnError)) -> Result<Vec<u8>, DbnError> {
+    let file = DbnFile::from_bytes(bytes)?;
+    let mut out = Vec::new();
+    for item in file.messages() {
+        match item {
+            Ok(message) => mdfh_feed::binaryfile::write_message(&mut out, &message.message),
+            Err(error) => on_error(&error),
+        }
+    }
+    Ok(out)
+}
+
 /// A DBN file, decompressed and held in memory, with its decoded metadata.
 #[derive(Debug)]
 pub struct DbnFile {

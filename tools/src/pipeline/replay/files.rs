@@ -162,6 +162,9 @@ pub(super) fn check_file(path: &Path) -> Result<(), ReplayError> {
     let mut head = Vec::new();
     file.take(HEADER_CHECK_BYTES).read_to_end(&mut head).map_err(io_error)?;
 
+    if crate::export::dbn_input::is_dbn(&head) {
+        return Ok(());
+    }
     if Format::detect(&head) != Format::BinaryFile {
         if pcap::datagrams(&head).is_ok() {
             return Ok(());
@@ -200,7 +203,17 @@ impl LoadedFile {
     /// packets of a capture. Errors in capture records are counted in the report and, with
     /// `log_errors`, logged with the file and byte offset.
     pub(super) fn load(path: &Path, index: usize, log_errors: bool) -> Result<LoadedFile, ReplayError> {
-        let bytes = std::fs::read(path).map_err(|source| ReplayError::Io { path: path.to_owned(), source })?;
+        let mut bytes = std::fs::read(path).map_err(|source| ReplayError::Io { path: path.to_owned(), source })?;
+        if crate::export::dbn_input::is_dbn(&bytes) {
+            // DBN is replayed as the ITCH messages it converts to, like a BinaryFILE.
+            let mut on_error = |error: &crate::export::dbn_input::DbnError| {
+                if log_errors {
+                    tracing::warn!(file = %path.display(), %error, "DBN record left out of the replay");
+                }
+            };
+            bytes = crate::export::dbn_input::to_binary_file(bytes, &mut on_error)
+                .map_err(|error| ReplayError::NotAFeed { path: path.to_owned(), reason: error.to_string() })?;
+        }
         let format = Format::detect(&bytes);
         let mut report = FileReport::new(path, format);
         let cursor = match format {
