@@ -1,5 +1,5 @@
 //! `mdfh run` with a `[record]` section: stage 1 hands every received datagram to the recorder,
-//! and the recording holds the same ITCH messages as the file the simulator sent.
+//! and the recording contains the same ITCH messages as the file the simulator sent.
 
 mod support;
 
