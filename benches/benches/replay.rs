@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             symbol: None,
             date: None,
             dataset: None,
+            keep_going: false,
         };
         let start = Instant::now();
         let summary = export(&options, &mut |_| {})?;

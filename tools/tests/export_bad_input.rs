@@ -57,7 +57,7 @@ fn truncated_dbn_record_is_reported() {
     let input = write(&dir, "cut.dbn", &bytes[..440]);
     let out = dir.join("orders.csv");
 
-    let (_, stderr) = mdfh_ok(&["export", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&out)]);
+    let (_, stderr) = mdfh_ok(&["export", "--keep-going", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&out)]);
     assert!(stderr.contains("cut.dbn: byte offset 416: truncated record: 56 bytes needed, 24 left"), "{stderr}");
     assert!(stderr.contains("input errors: 1"), "{stderr}");
     let rows = std::fs::read_to_string(&out).unwrap();
@@ -72,7 +72,7 @@ fn corrupt_dbn_record_length_is_reported() {
     let input = write(&dir, "corrupt.dbn", &bytes);
     let out = dir.join("bbo.csv");
 
-    let (_, stderr) = mdfh_ok(&["export", path_str(&input), "--to", "csv", "--what", "bbo", "-o", path_str(&out)]);
+    let (_, stderr) = mdfh_ok(&["export", "--keep-going", path_str(&input), "--to", "csv", "--what", "bbo", "-o", path_str(&out)]);
     assert!(stderr.contains("byte offset 416: invalid record length 4"), "{stderr}");
     assert!(stderr.contains("input errors: 1"), "{stderr}");
 }
@@ -111,7 +111,7 @@ fn unwritable_output_leaves_nothing() {
     assert!(stderr.contains(path_str(&missing)), "{stderr}");
 
     let stderr = export_fails(&["export", path_str(&input), "--to", "csv", "--what", "bbo", "-o", path_str(&dir)]);
-    assert!(stderr.contains("the output path is a directory"), "{stderr}");
+    assert!(stderr.contains("is not a safe output"), "{stderr}");
     assert!(listing(&dir).is_empty(), "files left behind: {:?}", listing(&dir));
 }
 
@@ -162,7 +162,7 @@ fn truncated_pcap_is_reported_and_export_goes_on() {
     let input = write(&dir, "cut.pcap", &bytes[..bytes.len() - 10]);
     let out = dir.join("orders.csv");
 
-    let (_, stderr) = mdfh_ok(&["export", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&out)]);
+    let (_, stderr) = mdfh_ok(&["export", "--keep-going", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&out)]);
     assert!(stderr.contains("runs past the end of the file"), "{stderr}");
     assert!(stderr.contains("input errors: 1"), "{stderr}");
     let rows = std::fs::read_to_string(&out).unwrap();
@@ -202,9 +202,46 @@ fn frames_without_udp_over_ipv4_are_skipped() {
 
     let with_arp = dir.join("with-arp.csv");
     let without = dir.join("without.csv");
-    let (_, stderr) = mdfh_ok(&["export", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&with_arp)]);
+    let (_, stderr) = mdfh_ok(&["export", "--keep-going", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&with_arp)]);
     // The capture deletes one order it never added, which the books report.
     assert!(stderr.contains("input errors: 0, book errors: 1, skipped frames: 1"), "{stderr}");
-    mdfh_ok(&["export", path_str(&original), "--to", "csv", "--what", "orders", "-o", path_str(&without)]);
+    mdfh_ok(&["export", "--keep-going", path_str(&original), "--to", "csv", "--what", "orders", "-o", path_str(&without)]);
     assert_eq!(std::fs::read_to_string(&with_arp).unwrap(), std::fs::read_to_string(&without).unwrap());
+}
+
+#[test]
+fn incomplete_input_fails_without_keep_going() {
+    let dir = temp_dir("export_strict");
+    let mut bytes = std::fs::read(dbn_sample("test_data.mbo.v3.dbn")).unwrap();
+    let len = bytes.len();
+    bytes.truncate(len - 30);
+    let input = write(&dir, "cut.dbn", &bytes);
+    let out = dir.join("orders.csv");
+    std::fs::write(&out, "previous export\n").unwrap();
+    let stderr = export_fails(&["export", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&out)]);
+    assert!(stderr.contains("1 input errors"), "{stderr}");
+    assert!(stderr.contains("--keep-going"), "{stderr}");
+    // The earlier output is untouched and no temporary file is left.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous export\n");
+    assert_eq!(listing(&dir).len(), 2, "files: {:?}", listing(&dir));
+}
+
+#[test]
+fn output_that_is_the_input_or_a_symlink_is_rejected() {
+    let dir = temp_dir("export_unsafe_output");
+    let input = dir.join("copy.dbn");
+    std::fs::copy(dbn_sample("test_data.mbo.v3.dbn"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let stderr = export_fails(&["export", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&input)]);
+    assert!(stderr.contains("it is the input file"), "{stderr}");
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+
+    let target = dir.join("target.csv");
+    std::fs::write(&target, "kept\n").unwrap();
+    let link = dir.join("link.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let stderr = export_fails(&["export", path_str(&input), "--to", "csv", "--what", "orders", "-o", path_str(&link)]);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept\n");
 }

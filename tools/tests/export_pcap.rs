@@ -11,7 +11,7 @@ fn rows_carry_capture_time_and_sequence() {
     let dir = temp_dir("export_pcap_rows");
     let input = pcap("Nasdaq.Equities.TotalView.Itch.v5.0/Multiple.Packets.pcap");
     let out = dir.join("orders.csv");
-    mdfh_ok(&["export", path_str(&input), "--to", "csv", "--what", "orders", "--symbol", "META", "-o", path_str(&out)]);
+    mdfh_ok(&["export", "--keep-going", path_str(&input), "--to", "csv", "--what", "orders", "--symbol", "META", "-o", path_str(&out)]);
 
     // The META messages of the capture, as `mdfh inspect` decodes them.
     let (inspected, _) = mdfh_ok(&["inspect", path_str(&input)]);

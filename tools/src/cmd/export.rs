@@ -39,6 +39,10 @@ pub struct Args {
     /// Dataset code in the metadata of DBN output: by default the DBN input's, or XNAS.ITCH.
     #[arg(long)]
     pub dataset: Option<String>,
+    /// Write the output even when input errors or MoldUDP64 sequence gaps left messages out
+    /// (they are reported either way).
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 /// Runs `mdfh export`.
@@ -52,18 +56,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         symbol: args.symbol.clone(),
         date: args.date,
         dataset: args.dataset.clone(),
+        keep_going: args.keep_going,
     };
     let mut errors = ErrorLines::new(&args.file);
     let summary = export::export(&options, &mut |error| errors.report(error))
         .with_context(|| format!("cannot export {} to {}", args.file.display(), args.output.display()))?;
     eprintln!(
-        "{}: rows: {}, messages: {}, input errors: {}, book errors: {}, skipped frames: {}, written to {}",
+        "{}: rows: {}, messages: {}, input errors: {}, book errors: {}, skipped frames: {}, duplicates skipped: {}, sequence gaps: {} ({} messages missing), written to {}",
         args.file.display(),
         summary.rows,
         summary.messages,
         summary.input_errors,
         summary.book_errors,
         summary.skipped_frames,
+        summary.duplicates,
+        summary.gaps,
+        summary.missed,
         args.output.display()
     );
     Ok(())

@@ -9,6 +9,12 @@ use super::dbn_input::DbnError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    #[error("{} is not a safe output: {reason}", path.display())]
+    UnsafeOutput { path: PathBuf, reason: &'static str },
+
+    #[error("{}: {input_errors} input errors and {gaps} sequence gaps left messages out, so no output was written; pass --keep-going to write it anyway", path.display())]
+    IncompleteInput { path: PathBuf, input_errors: u64, gaps: u64 },
+
     #[error("failed to read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mdfh_feed::session::{FileSequence, FileVerdict};
 use mdfh_feed::file::{FeedFile, FileError, FileMessages};
 use mdfh_feed::itch::{Message, Stock};
 use mdfh_feed::DecodeError;
@@ -41,6 +42,8 @@ pub(crate) struct InputEvent {
     /// Whether the books are consistent after this message: always for ITCH, and after the
     /// last message converted from a DBN record.
     pub ends_record: bool,
+    /// MoldUDP64 sequence numbers `expected..received` missing just before this message.
+    pub gap: Option<(u64, u64)>,
 }
 
 /// An instrument of the input.
@@ -91,7 +94,7 @@ impl InputFile {
     /// Returns an iterator over the messages of the file, in file order.
     pub(crate) fn events(&self) -> InputEvents<'_> {
         match self {
-            InputFile::Itch(feed) => InputEvents::Itch { messages: feed.messages(), position: 0 },
+            InputFile::Itch(feed) => InputEvents::Itch { messages: feed.messages(), position: 0, sequence: FileSequence::default() },
             InputFile::Dbn(dbn) => InputEvents::Dbn(dbn.messages()),
         }
     }
@@ -151,6 +154,8 @@ pub(crate) enum InputEvents<'a> {
         messages: FileMessages<'a>,
         /// Messages framed so far, which numbers the messages of a BinaryFILE.
         position: u64,
+        /// Capture sequence checking: repeated packets are skipped, gaps reported.
+        sequence: FileSequence,
     },
     Dbn(DbnMessages<'a>),
 }
@@ -158,6 +163,14 @@ pub(crate) enum InputEvents<'a> {
 impl InputEvents<'_> {
     /// Returns the capture frames skipped so far because they hold no UDP over IPv4 datagram
     /// (ARP, IPv6, TCP, IPv4 fragments, unsupported pcapng interfaces); 0 for other inputs.
+    /// Returns the repeated capture messages skipped so far.
+    pub(crate) fn duplicates(&self) -> u64 {
+        match self {
+            InputEvents::Itch { sequence, .. } => sequence.duplicates,
+            InputEvents::Dbn(_) => 0,
+        }
+    }
+
     pub(crate) fn skipped_frames(&self) -> u64 {
         let InputEvents::Itch { messages, .. } = self else {
             return 0;
@@ -176,10 +189,19 @@ impl Iterator for InputEvents<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            InputEvents::Itch { messages, position } => {
-                let file_message = match messages.next()? {
-                    Ok(file_message) => file_message,
-                    Err(err) => return Some(Err(err.into())),
+            InputEvents::Itch { messages, position, sequence } => {
+                let (file_message, gap) = loop {
+                    let file_message = match messages.next()? {
+                        Ok(file_message) => file_message,
+                        Err(err) => return Some(Err(err.into())),
+                    };
+                    // A capture can hold a packet twice (both feed lines, or a resend); applying
+                    // it twice would execute orders twice, as `mdfh book` and the live path avoid.
+                    match sequence.check(file_message.session, file_message.moldudp64_sequence) {
+                        FileVerdict::Duplicate => continue,
+                        FileVerdict::Apply => break (file_message, None),
+                        FileVerdict::Gap { expected, received } => break (file_message, Some((expected, received))),
+                    }
                 };
                 *position += 1;
                 let message = match file_message.decode() {
@@ -193,6 +215,7 @@ impl Iterator for InputEvents<'_> {
                     receive_ts: file_message.capture_ts_ns,
                     sequence: file_message.moldudp64_sequence.unwrap_or(*position),
                     ends_record: true,
+                    gap,
                 }))
             }
             InputEvents::Dbn(messages) => Some(match messages.next()? {
@@ -203,6 +226,7 @@ impl Iterator for InputEvents<'_> {
                     receive_ts: dbn.ts_recv,
                     sequence: u64::from(dbn.sequence),
                     ends_record: dbn.last_of_record,
+                    gap: None,
                 }),
                 Err(err) => Err(err.into()),
             }),

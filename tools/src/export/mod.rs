@@ -183,6 +183,9 @@ pub struct ExportOptions {
     pub date: Option<TradingDate>,
     /// Dataset code of DBN output: the DBN input's by default, else [`DEFAULT_DBN_DATASET`].
     pub dataset: Option<String>,
+    /// Write the output even when input errors or sequence gaps left messages out; by default
+    /// such an export fails and leaves nothing behind.
+    pub keep_going: bool,
 }
 
 /// Counts of one export.
@@ -197,6 +200,11 @@ pub struct ExportSummary {
     pub book_errors: u64,
     /// Capture frames without a UDP over IPv4 datagram, skipped.
     pub skipped_frames: u64,
+    /// Repeated capture messages (same MoldUDP64 session and sequence), skipped.
+    pub duplicates: u64,
+    /// MoldUDP64 sequence gaps in the capture, and the messages missing in them.
+    pub gaps: u64,
+    pub missed: u64,
 }
 
 /// One output under construction: rows go in through [`RowWriter::write`], and
@@ -218,6 +226,7 @@ pub fn export(options: &ExportOptions, report: &mut dyn FnMut(&dyn fmt::Display)
     if let (Some(_), What::Trades | What::Orders) = (options.every_ns, options.what) {
         return Err(ExportError::EveryWithoutBook { what: options.what.to_string() });
     }
+    reject_unsafe_output(&options.input, &options.output)?;
     let input = InputFile::open(&options.input)?;
     let instruments = input.instruments();
     let locate = select_instrument(&options.input, &instruments, options.symbol.as_deref())?;
@@ -268,6 +277,15 @@ pub fn export(options: &ExportOptions, report: &mut dyn FnMut(&dyn fmt::Display)
             }
         };
         summary.messages += 1;
+        if let Some((expected, received)) = event.gap {
+            summary.gaps += 1;
+            summary.missed += received - expected;
+            report(&format_args!(
+                "byte offset {}: sequence gap, {} messages from {expected} missing; the books may be wrong from here",
+                event.offset,
+                received - expected
+            ));
+        }
         if let Some(err) = replay.apply(&event)? {
             summary.book_errors += 1;
             report(&format_args!("byte offset {}: {err}", event.offset));
@@ -276,9 +294,41 @@ pub fn export(options: &ExportOptions, report: &mut dyn FnMut(&dyn fmt::Display)
     replay.finish()?;
     summary.rows = replay.rows();
     summary.skipped_frames = events.skipped_frames();
+    summary.duplicates = events.duplicates();
+    if !options.keep_going && (summary.input_errors > 0 || summary.gaps > 0) {
+        // Dropping the writer and the temporary file removes the partial output.
+        return Err(ExportError::IncompleteInput {
+            path: options.input.clone(),
+            input_errors: summary.input_errors,
+            gaps: summary.gaps,
+        });
+    }
     writer.finish()?;
     temp.commit(sync_handle)?;
     Ok(summary)
+}
+
+/// Rejects an output path that is the input itself, or that exists and is not a regular file
+/// (a device, a symlink, a pipe): the export replaces the output by renaming a temporary file
+/// over it, which would destroy such a path instead of writing through it.
+fn reject_unsafe_output(input: &Path, output: &Path) -> Result<(), ExportError> {
+    let Ok(metadata) = std::fs::symlink_metadata(output) else {
+        return Ok(());
+    };
+    if !metadata.is_file() {
+        return Err(ExportError::UnsafeOutput {
+            path: output.to_owned(),
+            reason: "it exists and is not a regular file; name a new or regular file",
+        });
+    }
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(ExportError::UnsafeOutput { path: output.to_owned(), reason: "it is the input file" });
+    }
+    Ok(())
 }
 
 /// Returns the locate of `symbol`, or `None` for every instrument when `symbol` is `None`.
