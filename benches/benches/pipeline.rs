@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config::default();
     config.simulator.enabled = false;
     config.stats.http = None;
+    config.ws.enabled = false;
     config.publisher.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.pipeline.idle.receive = idle;
     config.pipeline.idle.book = idle;

@@ -99,6 +99,7 @@ fn replay_max(path: &PathBuf, messages: u64) -> anyhow::Result<(u64, Duration)> 
     let mut config = Config::default();
     config.simulator.enabled = false;
     config.stats.http = None;
+    config.ws.enabled = false;
     config.publisher.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let control = Arc::new(ReplayControl::default());
     let source = ReplaySource::new(vec![path.clone()], Speed::Max, None, control.clone());

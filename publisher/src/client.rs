@@ -7,8 +7,11 @@ use std::time::Duration;
 use mdfh_feed::itch::Stock;
 
 use crate::decode::decode_frame;
-use crate::encode::{encode_client_heartbeat, encode_subscribe, encode_unsubscribe};
-use crate::protocol::{is_valid_symbol, OwnedFrame, Target, LENGTH_PREFIX_LEN};
+use crate::encode::{
+    encode_client_heartbeat, encode_digest_request, encode_resnapshot, encode_set_policy,
+    encode_subscribe, encode_unsubscribe,
+};
+use crate::protocol::{is_valid_symbol, OwnedFrame, SlowConsumerPolicy, Target, LENGTH_PREFIX_LEN};
 
 /// Initial size of the receive buffer; it grows to hold the largest frame received.
 const INITIAL_BUFFER: usize = 64 * 1024;
@@ -49,6 +52,12 @@ impl Client {
         })
     }
 
+    /// Returns the local address of the connection, which the server reports as the peer in
+    /// [`crate::server::SubscriberStats`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
     /// Sets how long [`Client::next_frame`] waits for data. A zero duration is rejected by the
     /// standard library with `InvalidInput`.
     pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
@@ -69,6 +78,33 @@ impl Client {
         let target = target_of(symbol)?;
         self.request.clear();
         encode_unsubscribe(&mut self.request, target);
+        self.stream.write_all(&self.request)
+    }
+
+    /// Sends a SetPolicy request. The server accepts it only before the first Subscribe (or after
+    /// unsubscribing from everything) and answers a rejected one with an Error.
+    pub fn set_policy(&mut self, policy: SlowConsumerPolicy) -> io::Result<()> {
+        self.request.clear();
+        encode_set_policy(&mut self.request, policy);
+        self.stream.write_all(&self.request)
+    }
+
+    /// Sends a Resnapshot request for `symbol`, or for every subscription when it is `None`.
+    pub fn request_resnapshot(&mut self, symbol: Option<&str>) -> io::Result<()> {
+        let target = target_of(symbol)?;
+        self.request.clear();
+        encode_resnapshot(&mut self.request, target);
+        self.stream.write_all(&self.request)
+    }
+
+    /// Sends a DigestRequest for `symbol` over `depth` levels per side; 0 requests the
+    /// subscription's depth.
+    pub fn request_digest(&mut self, symbol: &str, depth: u16) -> io::Result<()> {
+        let Target::Symbol(stock) = target_of(Some(symbol))? else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a digest request names one symbol"));
+        };
+        self.request.clear();
+        encode_digest_request(&mut self.request, stock, depth);
         self.stream.write_all(&self.request)
     }
 

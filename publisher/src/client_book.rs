@@ -7,7 +7,10 @@ use mdfh_feed::itch::{Side, Stock};
 use mdfh_matcher::BookStatus;
 
 use crate::error::ProtocolError;
-use crate::protocol::{Level, LevelUpdate, OwnedFrame, OwnedSnapshot};
+use crate::digest::book_digest;
+use crate::protocol::{
+    Catchup, CatchupPhase, DigestUpdate, Level, LevelUpdate, OwnedFrame, OwnedSnapshot,
+};
 
 /// The L2 book of one instrument as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +87,7 @@ impl<'a> From<&'a str> for InstrumentKey<'a> {
 }
 
 /// Per-instrument L2 books built from Snapshot, LevelUpdate, BookStatus, TradingState and Reset
-/// frames, with sequence gap detection.
+/// frames, with sequence gap detection, Digest verification and conflated catch-up tracking.
 #[derive(Debug, Default)]
 pub struct ClientBook {
     books: HashMap<u16, InstrumentBook>,
@@ -92,6 +95,13 @@ pub struct ClientBook {
     last_seq: u64,
     gaps: u64,
     last_gap: Option<ProtocolError>,
+    digests_checked: u64,
+    digest_mismatches: u64,
+    /// Whether a Catchup Begin arrived without its End yet.
+    in_catchup: bool,
+    catchups: u64,
+    conflated_updates: u64,
+    dropped_trades: u64,
 }
 
 impl ClientBook {
@@ -123,9 +133,93 @@ impl ClientBook {
                 self.locates.clear();
                 Ok(())
             }
+            OwnedFrame::Digest(digest) => self.verify_digest(digest),
+            OwnedFrame::Catchup(mark) => {
+                self.apply_catchup(mark);
+                Ok(())
+            }
             _ => Ok(()),
         };
         gap.and(applied)
+    }
+
+    /// Returns the digest of the client's book of `locate` over `depth` levels per side (0 =
+    /// all), in the layout of [`crate::digest`]; `None` when the instrument has no book.
+    pub fn digest(&self, locate: u16, depth: u16) -> Option<u32> {
+        let book = self.books.get(&locate)?;
+        Some(book_digest(book.asks.iter().copied(), book.bids.iter().copied(), depth))
+    }
+
+    /// Returns the number of Digest frames checked.
+    pub fn digests_checked(&self) -> u64 {
+        self.digests_checked
+    }
+
+    /// Returns the number of Digest frames that did not match the client's book.
+    pub fn digest_mismatches(&self) -> u64 {
+        self.digest_mismatches
+    }
+
+    /// Returns whether a conflated catch-up batch has begun and not ended, so the book is not
+    /// current yet.
+    pub fn in_catchup(&self) -> bool {
+        self.in_catchup
+    }
+
+    /// Returns the number of conflated catch-up batches completed.
+    pub fn catchups(&self) -> u64 {
+        self.catchups
+    }
+
+    /// Returns the number of level updates the server replaced with catch-up batches.
+    pub fn conflated_updates(&self) -> u64 {
+        self.conflated_updates
+    }
+
+    /// Returns the number of trades the server dropped while this connection was behind.
+    pub fn dropped_trades(&self) -> u64 {
+        self.dropped_trades
+    }
+
+    /// Gives the book direct access to one instrument's levels, for tests that corrupt a copy
+    /// on purpose to check that Digest frames detect it.
+    #[doc(hidden)]
+    pub fn levels_mut(&mut self, locate: u16, side: Side) -> Option<&mut Vec<Level>> {
+        let book = self.books.get_mut(&locate)?;
+        Some(match side {
+            Side::Buy => &mut book.bids,
+            Side::Sell => &mut book.asks,
+        })
+    }
+
+    fn verify_digest(&mut self, digest: &DigestUpdate) -> Result<(), ProtocolError> {
+        let Some(computed) = self.digest(digest.locate, digest.depth) else {
+            return Err(ProtocolError::UpdateBeforeSnapshot { locate: digest.locate, seq: digest.seq });
+        };
+        self.digests_checked += 1;
+        if computed == digest.crc {
+            return Ok(());
+        }
+        self.digest_mismatches += 1;
+        Err(ProtocolError::DigestMismatch {
+            locate: digest.locate,
+            seq: digest.seq,
+            depth: digest.depth,
+            expected: digest.crc,
+            computed,
+        })
+    }
+
+    fn apply_catchup(&mut self, mark: &Catchup) {
+        match mark.phase {
+            CatchupPhase::Begin => self.in_catchup = true,
+            CatchupPhase::End => {
+                self.in_catchup = false;
+                self.catchups += 1;
+                self.conflated_updates += mark.conflated;
+                self.dropped_trades += mark.dropped_trades;
+            }
+        }
     }
 
     /// Returns the bids and asks of an instrument, best first.
@@ -292,6 +386,34 @@ mod tests {
         let result = book.apply(&update(1, Side::Buy, 100, 1));
         assert_eq!(result, Err(ProtocolError::UpdateBeforeSnapshot { locate: 5, seq: 1 }));
         assert_eq!(book.instrument_count(), 0);
+    }
+
+    #[test]
+    fn digest_detects_changed_level() {
+        let mut book = ClientBook::new();
+        assert_eq!(book.apply(&snapshot(1, 0, &[(100, 5)], &[(110, 7)])), Ok(()));
+        let Some(crc) = book.digest(5, 0) else {
+            panic!("no digest for locate 5");
+        };
+        let digest = |seq, crc| OwnedFrame::Digest(DigestUpdate { seq, locate: 5, depth: 0, feed_seq: 1, crc });
+        assert_eq!(book.apply(&digest(2, crc)), Ok(()));
+        assert_eq!(book.apply(&update(3, Side::Buy, 100, 6)), Ok(()));
+        assert!(matches!(book.apply(&digest(4, crc)), Err(ProtocolError::DigestMismatch { seq: 4, .. })));
+        assert_eq!(book.digests_checked(), 2);
+        assert_eq!(book.digest_mismatches(), 1);
+    }
+
+    #[test]
+    fn catchup_brackets_are_tracked() {
+        let mut book = ClientBook::new();
+        let mark = |seq, phase| OwnedFrame::Catchup(Catchup { seq, phase, levels: 0, conflated: 9, dropped_trades: 2 });
+        assert_eq!(book.apply(&mark(1, CatchupPhase::Begin)), Ok(()));
+        assert!(book.in_catchup());
+        assert_eq!(book.apply(&mark(2, CatchupPhase::End)), Ok(()));
+        assert!(!book.in_catchup());
+        assert_eq!(book.catchups(), 1);
+        assert_eq!(book.conflated_updates(), 9);
+        assert_eq!(book.dropped_trades(), 2);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use mdfh_matcher::{BookStatus, TradeEvent, TradeKind};
 use crate::encode::{ALL_SYMBOL, FLAG_ALL};
 use crate::error::ProtocolError;
 use crate::protocol::{
-    frame_type, is_valid_symbol, AckState, ErrorCode, Frame, GoodbyeReason, Level, LevelUpdate,
+    frame_type, is_valid_symbol, AckState, Catchup, CatchupPhase, DigestUpdate, ErrorCode,
+    SlowConsumerPolicy, Frame, GoodbyeReason, Level, LevelUpdate,
     Levels, Snapshot, SnapshotHeader, StatusUpdate, SubscribeAck, Target, TradeUpdate,
     TradingStateUpdate, LENGTH_PREFIX_LEN, LEVEL_LEN, MAX_FRAME_LEN,
     MAX_TEXT_LEN, SNAPSHOT_FIXED_LEN,
@@ -75,6 +76,50 @@ impl<'a> FrameBytes<'a> {
             frame_type::CLIENT_HEARTBEAT => {
                 self.expect_len(1, "1")?;
                 Ok(Frame::ClientHeartbeat)
+            }
+            frame_type::SET_POLICY => {
+                self.expect_len(2, "2")?;
+                let byte = self.u8(5);
+                let Some(policy) = SlowConsumerPolicy::from_byte(byte) else {
+                    return Err(self.invalid(5, "slow-consumer policy", byte.into()));
+                };
+                Ok(Frame::SetPolicy { policy })
+            }
+            frame_type::RESNAPSHOT => {
+                self.expect_len(10, "10")?;
+                Ok(Frame::Resnapshot { target: self.request_target()? })
+            }
+            frame_type::DIGEST_REQUEST => {
+                self.expect_len(12, "12")?;
+                match self.request_target()? {
+                    Target::Symbol(stock) => Ok(Frame::DigestRequest { stock, depth: self.u16(14) }),
+                    Target::All => Err(self.invalid(5, "flags (a digest names one symbol)", FLAG_ALL.into())),
+                }
+            }
+            frame_type::DIGEST => {
+                self.expect_len(25, "25")?;
+                Ok(Frame::Digest(DigestUpdate {
+                    seq: self.u64(5),
+                    locate: self.u16(13),
+                    depth: self.u16(15),
+                    feed_seq: self.u64(17),
+                    crc: self.u32(25),
+                }))
+            }
+            frame_type::CATCHUP => {
+                self.expect_len(30, "30")?;
+                let phase = match self.u8(13) {
+                    b'B' => CatchupPhase::Begin,
+                    b'E' => CatchupPhase::End,
+                    other => return Err(self.invalid(13, "catch-up phase", other.into())),
+                };
+                Ok(Frame::Catchup(Catchup {
+                    seq: self.u64(5),
+                    phase,
+                    levels: self.u32(14),
+                    conflated: self.u64(18),
+                    dropped_trades: self.u64(26),
+                }))
             }
             frame_type::SUBSCRIBE_ACK => {
                 self.expect_len(15, "15")?;

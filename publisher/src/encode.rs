@@ -2,11 +2,12 @@
 //! has the capacity. Encoders do not validate their input (a test can encode a bad symbol); the
 //! decoder does.
 
-use mdfh_feed::itch::Side;
+use mdfh_feed::itch::{Side, Stock};
 use mdfh_matcher::{BookStatus, TradeKind};
 
 use crate::protocol::{
-    frame_type, AckState, ErrorCode, Frame, GoodbyeReason, Level, LevelUpdate, SnapshotHeader,
+    frame_type, AckState, Catchup, CatchupPhase, DigestUpdate, ErrorCode, Frame,
+    SlowConsumerPolicy, GoodbyeReason, Level, LevelUpdate, SnapshotHeader,
     StatusUpdate, SubscribeAck, Target, TradeUpdate, TradingStateUpdate, LENGTH_PREFIX_LEN,
     MAX_SNAPSHOT_LEVELS, MAX_TEXT_LEN,
 };
@@ -35,6 +36,53 @@ pub fn encode_unsubscribe(buf: &mut Vec<u8>, target: Target) {
 /// Appends a client Heartbeat.
 pub fn encode_client_heartbeat(buf: &mut Vec<u8>) {
     let start = begin(buf, frame_type::CLIENT_HEARTBEAT);
+    finish(buf, start);
+}
+
+/// Appends a SetPolicy request.
+pub fn encode_set_policy(buf: &mut Vec<u8>, policy: SlowConsumerPolicy) {
+    let start = begin(buf, frame_type::SET_POLICY);
+    buf.push(policy.as_byte());
+    finish(buf, start);
+}
+
+/// Appends a Resnapshot request.
+pub fn encode_resnapshot(buf: &mut Vec<u8>, target: Target) {
+    let start = begin(buf, frame_type::RESNAPSHOT);
+    put_target(buf, target);
+    finish(buf, start);
+}
+
+/// Appends a DigestRequest.
+pub fn encode_digest_request(buf: &mut Vec<u8>, stock: Stock, depth: u16) {
+    let start = begin(buf, frame_type::DIGEST_REQUEST);
+    put_target(buf, Target::Symbol(stock));
+    buf.extend_from_slice(&depth.to_le_bytes());
+    finish(buf, start);
+}
+
+/// Appends a Digest.
+pub fn encode_digest(buf: &mut Vec<u8>, digest: &DigestUpdate) {
+    let start = begin(buf, frame_type::DIGEST);
+    buf.extend_from_slice(&digest.seq.to_le_bytes());
+    buf.extend_from_slice(&digest.locate.to_le_bytes());
+    buf.extend_from_slice(&digest.depth.to_le_bytes());
+    buf.extend_from_slice(&digest.feed_seq.to_le_bytes());
+    buf.extend_from_slice(&digest.crc.to_le_bytes());
+    finish(buf, start);
+}
+
+/// Appends a Catchup.
+pub fn encode_catchup(buf: &mut Vec<u8>, catchup: &Catchup) {
+    let start = begin(buf, frame_type::CATCHUP);
+    buf.extend_from_slice(&catchup.seq.to_le_bytes());
+    buf.push(match catchup.phase {
+        CatchupPhase::Begin => b'B',
+        CatchupPhase::End => b'E',
+    });
+    buf.extend_from_slice(&catchup.levels.to_le_bytes());
+    buf.extend_from_slice(&catchup.conflated.to_le_bytes());
+    buf.extend_from_slice(&catchup.dropped_trades.to_le_bytes());
     finish(buf, start);
 }
 
@@ -171,6 +219,9 @@ impl Frame<'_> {
             Frame::Subscribe { target, depth } => encode_subscribe(buf, target, depth),
             Frame::Unsubscribe { target } => encode_unsubscribe(buf, target),
             Frame::ClientHeartbeat => encode_client_heartbeat(buf),
+            Frame::SetPolicy { policy } => encode_set_policy(buf, policy),
+            Frame::Resnapshot { target } => encode_resnapshot(buf, target),
+            Frame::DigestRequest { stock, depth } => encode_digest_request(buf, stock, depth),
             Frame::SubscribeAck(ack) => encode_subscribe_ack(buf, &ack),
             Frame::SubscribeReject { target, code, text } => {
                 encode_subscribe_reject(buf, target, code, text)
@@ -184,6 +235,8 @@ impl Frame<'_> {
             Frame::BookStatus(s) => encode_book_status(buf, &s),
             Frame::TradingState(s) => encode_trading_state(buf, &s),
             Frame::Reset { seq, feed_seq } => encode_reset(buf, seq, feed_seq),
+            Frame::Digest(d) => encode_digest(buf, &d),
+            Frame::Catchup(c) => encode_catchup(buf, &c),
         }
     }
 }

@@ -30,6 +30,9 @@ pub enum ProtocolError {
 
     #[error("data frame {seq} updates locate {locate}, which has no snapshot")]
     UpdateBeforeSnapshot { locate: u16, seq: u64 },
+
+    #[error("digest mismatch in data frame {seq} for locate {locate} at depth {depth}: server 0x{expected:08x}, client book 0x{computed:08x}; request a resnapshot")]
+    DigestMismatch { locate: u16, seq: u64, depth: u16, expected: u32, computed: u32 },
 }
 
 impl ProtocolError {
@@ -43,7 +46,9 @@ impl ProtocolError {
             | ProtocolError::BadLength { offset, .. }
             | ProtocolError::InvalidField { offset, .. }
             | ProtocolError::InvalidText { offset, .. } => *offset += base,
-            ProtocolError::SequenceGap { .. } | ProtocolError::UpdateBeforeSnapshot { .. } => {}
+            ProtocolError::SequenceGap { .. }
+            | ProtocolError::UpdateBeforeSnapshot { .. }
+            | ProtocolError::DigestMismatch { .. } => {}
         }
         self
     }
@@ -59,7 +64,8 @@ impl ProtocolError {
             | ProtocolError::InvalidText { len, .. } => Some(LENGTH_PREFIX_LEN + len as usize),
             ProtocolError::FrameTooLong { .. }
             | ProtocolError::SequenceGap { .. }
-            | ProtocolError::UpdateBeforeSnapshot { .. } => None,
+            | ProtocolError::UpdateBeforeSnapshot { .. }
+            | ProtocolError::DigestMismatch { .. } => None,
         }
     }
 
@@ -73,7 +79,8 @@ impl ProtocolError {
             ProtocolError::InvalidField { .. }
             | ProtocolError::InvalidText { .. }
             | ProtocolError::SequenceGap { .. }
-            | ProtocolError::UpdateBeforeSnapshot { .. } => ErrorCode::InvalidField,
+            | ProtocolError::UpdateBeforeSnapshot { .. }
+            | ProtocolError::DigestMismatch { .. } => ErrorCode::InvalidField,
         }
     }
 }

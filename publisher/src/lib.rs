@@ -15,6 +15,7 @@
 pub mod client;
 pub mod client_book;
 pub mod decode;
+pub mod digest;
 pub mod encode;
 pub mod envelope;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod mirror;
 pub mod protocol;
 mod queue;
 pub mod server;
+pub mod ws;
 
 #[cfg(test)]
 mod codec_tests;

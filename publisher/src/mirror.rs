@@ -31,6 +31,8 @@ pub struct Book {
     bids: Vec<Level>,
     /// Descending price: the best ask is last.
     asks: Vec<Level>,
+    /// Level events applied since the last periodic Digest of this instrument.
+    pub(crate) updates_since_digest: u32,
 }
 
 impl Default for Book {
@@ -41,6 +43,7 @@ impl Default for Book {
             trading_state: TRADING_STATE_UNKNOWN,
             bids: Vec::new(),
             asks: Vec::new(),
+            updates_since_digest: 0,
         }
     }
 }
@@ -56,6 +59,22 @@ impl Book {
         let levels = self.side(side);
         let index = levels.len().checked_sub(rank + 1)?;
         levels.get(index).copied()
+    }
+
+    /// Returns the rank (0 = best) and state of the level at `price` on one side.
+    pub fn find(&self, side: Side, price: u32) -> Option<(usize, Level)> {
+        let levels = self.side(side);
+        let index = match side {
+            Side::Buy => levels.binary_search_by(|l| l.price.cmp(&price)),
+            Side::Sell => levels.binary_search_by(|l| price.cmp(&l.price)),
+        }
+        .ok()?;
+        Some((levels.len() - 1 - index, *levels.get(index)?))
+    }
+
+    /// Returns the digest of the top `depth` levels per side (0 = all); see [`crate::digest`].
+    pub fn digest(&self, depth: u16) -> u32 {
+        crate::digest::book_digest(self.levels(Side::Sell), self.levels(Side::Buy), depth)
     }
 
     /// Returns the number of levels on one side.
@@ -194,6 +213,7 @@ impl Mirror {
             book.trading_state = TRADING_STATE_UNKNOWN;
             book.bids.clear();
             book.asks.clear();
+            book.updates_since_digest = 0;
         }
         self.directory.clear();
     }

@@ -43,6 +43,12 @@ pub mod frame_type {
     pub const UNSUBSCRIBE: u8 = b'u';
     /// Client keep-alive; the server reads it and sends nothing back.
     pub const CLIENT_HEARTBEAT: u8 = b'h';
+    /// Client request: choose the connection's slow-consumer policy before subscribing.
+    pub const SET_POLICY: u8 = b'p';
+    /// Client request: send a fresh Snapshot of one subscribed instrument or of all of them.
+    pub const RESNAPSHOT: u8 = b'r';
+    /// Client request: send a Digest of one subscribed instrument.
+    pub const DIGEST_REQUEST: u8 = b'd';
     /// Server: a subscription was accepted (active or pending).
     pub const SUBSCRIBE_ACK: u8 = b'A';
     /// Server: a subscription was rejected.
@@ -65,6 +71,65 @@ pub mod frame_type {
     pub const TRADING_STATE: u8 = b'V';
     /// Data: every book was cleared because a new feed session started.
     pub const RESET: u8 = b'R';
+    /// Data: CRC-32 of the top levels of one instrument, to check a client's copy.
+    pub const DIGEST: u8 = b'D';
+    /// Data: start or end of a conflated catch-up batch.
+    pub const CATCHUP: u8 = b'C';
+}
+
+/// Returns whether frames of type `frame_type` are data frames, which carry a sequence number at
+/// [`SEQ_RANGE`].
+pub fn is_data_frame(frame_type: u8) -> bool {
+    matches!(
+        frame_type,
+        frame_type::SNAPSHOT
+            | frame_type::LEVEL_UPDATE
+            | frame_type::TRADE
+            | frame_type::BOOK_STATUS
+            | frame_type::TRADING_STATE
+            | frame_type::RESET
+            | frame_type::DIGEST
+            | frame_type::CATCHUP
+    )
+}
+
+/// What the server does with a connection whose outbound queue falls behind (wire byte in
+/// SetPolicy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SlowConsumerPolicy {
+    /// Close the connection with a Goodbye `SlowConsumer` when a frame does not fit (`'D'`).
+    #[default]
+    Disconnect,
+    /// Stop sending level updates and trades, then send the latest state of every changed level
+    /// in one catch-up batch (`'C'`).
+    Conflate,
+    /// Drop the queued frames, then send a fresh Snapshot of every subscription (`'R'`).
+    Resnapshot,
+}
+
+impl SlowConsumerPolicy {
+    /// Every policy, in wire-byte order.
+    pub const ALL: [SlowConsumerPolicy; 3] =
+        [SlowConsumerPolicy::Conflate, SlowConsumerPolicy::Disconnect, SlowConsumerPolicy::Resnapshot];
+
+    /// Returns the wire byte.
+    pub fn as_byte(self) -> u8 {
+        match self {
+            SlowConsumerPolicy::Disconnect => b'D',
+            SlowConsumerPolicy::Conflate => b'C',
+            SlowConsumerPolicy::Resnapshot => b'R',
+        }
+    }
+
+    /// Returns the policy of a wire byte, or `None` for an unknown one.
+    pub fn from_byte(byte: u8) -> Option<SlowConsumerPolicy> {
+        match byte {
+            b'D' => Some(SlowConsumerPolicy::Disconnect),
+            b'C' => Some(SlowConsumerPolicy::Conflate),
+            b'R' => Some(SlowConsumerPolicy::Resnapshot),
+            _ => None,
+        }
+    }
 }
 
 /// Error code of a failed request, in Error and SubscribeReject frames (u16 on the wire).
@@ -87,6 +152,14 @@ pub enum ErrorCode {
     TooManySubscriptions = 12,
     /// An Unsubscribe named a subscription the connection does not have.
     NotSubscribed = 13,
+    /// The server's configuration does not allow the requested slow-consumer policy.
+    PolicyNotAllowed = 14,
+    /// A SetPolicy arrived while the connection has subscriptions.
+    SubscriptionsActive = 15,
+    /// A Resnapshot or DigestRequest named an instrument without an active subscription.
+    UnknownInstrument = 16,
+    /// A DigestRequest arrived while the connection is behind, so its book is known to differ.
+    CatchingUp = 17,
 }
 
 impl ErrorCode {
@@ -101,6 +174,10 @@ impl ErrorCode {
             11 => ErrorCode::AlreadySubscribed,
             12 => ErrorCode::TooManySubscriptions,
             13 => ErrorCode::NotSubscribed,
+            14 => ErrorCode::PolicyNotAllowed,
+            15 => ErrorCode::SubscriptionsActive,
+            16 => ErrorCode::UnknownInstrument,
+            17 => ErrorCode::CatchingUp,
             _ => return None,
         })
     }
@@ -276,12 +353,51 @@ pub struct TradingStateUpdate {
     pub feed_seq: u64,
 }
 
+/// Body of a Digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestUpdate {
+    pub seq: u64,
+    pub locate: u16,
+    /// Levels per side the checksum covers; 0 means every level.
+    pub depth: u16,
+    /// Feed sequence number of the last event the server applied before computing the digest.
+    pub feed_seq: u64,
+    /// CRC-32 (IEEE) over the levels in the layout of [`crate::digest`].
+    pub crc: u32,
+}
+
+/// Whether a Catchup frame opens or closes a conflated batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CatchupPhase {
+    /// LevelUpdates with the latest state of each changed level follow (`'B'` on the wire).
+    Begin,
+    /// The batch is complete and the client's book is current again (`'E'`).
+    End,
+}
+
+/// Body of a Catchup. The Begin and End frames of one batch carry the same counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Catchup {
+    pub seq: u64,
+    pub phase: CatchupPhase,
+    /// LevelUpdates between the Begin and End frames.
+    pub levels: u32,
+    /// Level updates the batch replaces.
+    pub conflated: u64,
+    /// Trades dropped while the connection was behind; trades are never conflated.
+    pub dropped_trades: u64,
+}
+
 /// One decoded frame. Text and snapshot levels borrow from the input buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
     Subscribe { target: Target, depth: u16 },
     Unsubscribe { target: Target },
     ClientHeartbeat,
+    SetPolicy { policy: SlowConsumerPolicy },
+    Resnapshot { target: Target },
+    /// `depth` 0 asks for the subscription's depth.
+    DigestRequest { stock: Stock, depth: u16 },
     SubscribeAck(SubscribeAck),
     SubscribeReject { target: Target, code: ErrorCode, text: &'a str },
     Error { code: ErrorCode, text: &'a str },
@@ -295,6 +411,8 @@ pub enum Frame<'a> {
     BookStatus(StatusUpdate),
     TradingState(TradingStateUpdate),
     Reset { seq: u64, feed_seq: u64 },
+    Digest(DigestUpdate),
+    Catchup(Catchup),
 }
 
 impl Frame<'_> {
@@ -304,6 +422,9 @@ impl Frame<'_> {
             Frame::Subscribe { .. } => frame_type::SUBSCRIBE,
             Frame::Unsubscribe { .. } => frame_type::UNSUBSCRIBE,
             Frame::ClientHeartbeat => frame_type::CLIENT_HEARTBEAT,
+            Frame::SetPolicy { .. } => frame_type::SET_POLICY,
+            Frame::Resnapshot { .. } => frame_type::RESNAPSHOT,
+            Frame::DigestRequest { .. } => frame_type::DIGEST_REQUEST,
             Frame::SubscribeAck(_) => frame_type::SUBSCRIBE_ACK,
             Frame::SubscribeReject { .. } => frame_type::SUBSCRIBE_REJECT,
             Frame::Error { .. } => frame_type::ERROR,
@@ -315,6 +436,8 @@ impl Frame<'_> {
             Frame::BookStatus(_) => frame_type::BOOK_STATUS,
             Frame::TradingState(_) => frame_type::TRADING_STATE,
             Frame::Reset { .. } => frame_type::RESET,
+            Frame::Digest(_) => frame_type::DIGEST,
+            Frame::Catchup(_) => frame_type::CATCHUP,
         }
     }
 
@@ -328,6 +451,8 @@ impl Frame<'_> {
             Frame::BookStatus(s) => Some(s.seq),
             Frame::TradingState(s) => Some(s.seq),
             Frame::Reset { seq, .. } => Some(*seq),
+            Frame::Digest(d) => Some(d.seq),
+            Frame::Catchup(c) => Some(c.seq),
             _ => None,
         }
     }
@@ -338,6 +463,9 @@ impl Frame<'_> {
             Frame::Subscribe { target, depth } => OwnedFrame::Subscribe { target, depth },
             Frame::Unsubscribe { target } => OwnedFrame::Unsubscribe { target },
             Frame::ClientHeartbeat => OwnedFrame::ClientHeartbeat,
+            Frame::SetPolicy { policy } => OwnedFrame::SetPolicy { policy },
+            Frame::Resnapshot { target } => OwnedFrame::Resnapshot { target },
+            Frame::DigestRequest { stock, depth } => OwnedFrame::DigestRequest { stock, depth },
             Frame::SubscribeAck(ack) => OwnedFrame::SubscribeAck(ack),
             Frame::SubscribeReject { target, code, text } => {
                 OwnedFrame::SubscribeReject { target, code, text: text.to_owned() }
@@ -357,6 +485,8 @@ impl Frame<'_> {
             Frame::BookStatus(s) => OwnedFrame::BookStatus(s),
             Frame::TradingState(s) => OwnedFrame::TradingState(s),
             Frame::Reset { seq, feed_seq } => OwnedFrame::Reset { seq, feed_seq },
+            Frame::Digest(d) => OwnedFrame::Digest(d),
+            Frame::Catchup(c) => OwnedFrame::Catchup(c),
         }
     }
 }
@@ -367,6 +497,9 @@ pub enum OwnedFrame {
     Subscribe { target: Target, depth: u16 },
     Unsubscribe { target: Target },
     ClientHeartbeat,
+    SetPolicy { policy: SlowConsumerPolicy },
+    Resnapshot { target: Target },
+    DigestRequest { stock: Stock, depth: u16 },
     SubscribeAck(SubscribeAck),
     SubscribeReject { target: Target, code: ErrorCode, text: String },
     Error { code: ErrorCode, text: String },
@@ -378,6 +511,8 @@ pub enum OwnedFrame {
     BookStatus(StatusUpdate),
     TradingState(TradingStateUpdate),
     Reset { seq: u64, feed_seq: u64 },
+    Digest(DigestUpdate),
+    Catchup(Catchup),
 }
 
 impl OwnedFrame {
@@ -391,6 +526,8 @@ impl OwnedFrame {
             OwnedFrame::BookStatus(s) => Some(s.seq),
             OwnedFrame::TradingState(s) => Some(s.seq),
             OwnedFrame::Reset { seq, .. } => Some(*seq),
+            OwnedFrame::Digest(d) => Some(d.seq),
+            OwnedFrame::Catchup(c) => Some(c.seq),
             _ => None,
         }
     }

@@ -4,7 +4,7 @@
 //! queue tracks where the partly written frame ends, so that it can count frames sent and, on a
 //! slow-consumer disconnect, drop every frame not yet started while keeping the byte stream framed.
 
-use crate::protocol::{LENGTH_PREFIX_LEN, SEQ_RANGE};
+use crate::protocol::{is_data_frame, LENGTH_PREFIX_LEN, SEQ_RANGE};
 
 #[derive(Debug)]
 pub(crate) struct OutQueue {
@@ -15,11 +15,13 @@ pub(crate) struct OutQueue {
     frame_start: usize,
     /// Maximum unsent bytes.
     limit: usize,
+    /// Sequence number of the last data frame whose first byte was written; 0 before the first.
+    started_seq: u64,
 }
 
 impl OutQueue {
     pub fn new(limit: usize) -> OutQueue {
-        OutQueue { buf: Vec::new(), sent: 0, frame_start: 0, limit }
+        OutQueue { buf: Vec::new(), sent: 0, frame_start: 0, limit, started_seq: 0 }
     }
 
     /// Returns the bytes not yet written.
@@ -64,15 +66,31 @@ impl OutQueue {
         self.append(frame);
     }
 
+    /// Returns the sequence number of the last data frame whose first byte was written, which is
+    /// the last one the peer receives after [`OutQueue::drop_unstarted`]; 0 before the first.
+    pub fn started_seq(&self) -> u64 {
+        self.started_seq
+    }
+
     /// Drops every frame whose first byte has not been written, keeping the rest of the frame
-    /// being written so that the peer still receives whole frames.
-    pub fn drop_unstarted(&mut self) {
+    /// being written so that the peer still receives whole frames. Returns the number of data
+    /// frames dropped.
+    pub fn drop_unstarted(&mut self) -> u64 {
         let keep = if self.frame_start == self.sent {
             self.sent
         } else {
             self.frame_end(self.frame_start).unwrap_or(self.buf.len())
         };
+        let mut dropped = 0;
+        let mut at = keep;
+        while let Some(end) = self.frame_end(at) {
+            if self.buf.get(at + LENGTH_PREFIX_LEN).is_some_and(|&t| is_data_frame(t)) {
+                dropped += 1;
+            }
+            at = end;
+        }
         self.buf.truncate(keep);
+        dropped
     }
 
     /// Records that the first `written` unsent bytes reached the socket. Returns the number of
@@ -80,7 +98,11 @@ impl OutQueue {
     pub fn consume(&mut self, written: usize) -> u64 {
         self.sent = (self.sent + written).min(self.buf.len());
         let mut completed = 0;
-        while let Some(end) = self.frame_end(self.frame_start) {
+        while self.frame_start < self.sent {
+            self.note_started(self.frame_start);
+            let Some(end) = self.frame_end(self.frame_start) else {
+                break;
+            };
             if end > self.sent {
                 break;
             }
@@ -104,6 +126,17 @@ impl OutQueue {
             self.frame_start = 0;
         }
         self.buf.extend_from_slice(frame);
+    }
+
+    /// Records the sequence number of the frame at `start` if it is a data frame.
+    fn note_started(&mut self, start: usize) {
+        if !self.buf.get(start + LENGTH_PREFIX_LEN).is_some_and(|&t| is_data_frame(t)) {
+            return;
+        }
+        let field = self.buf.get(start + SEQ_RANGE.start..start + SEQ_RANGE.end);
+        if let Some(seq) = field.and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) {
+            self.started_seq = seq;
+        }
     }
 
     /// Returns the end of the frame that starts at `start`, or `None` past the last frame.
@@ -170,13 +203,26 @@ mod tests {
             queue.push(&frame);
         }
         queue.consume(3);
-        queue.drop_unstarted();
+        assert_eq!(queue.drop_unstarted(), 2);
         assert_eq!(queue.unsent_len(), frame.len() - 3);
 
         let mut goodbye = Vec::new();
         encode_heartbeat(&mut goodbye, 1, 2);
         queue.force_push(&goodbye);
         assert_eq!(queue.consume(queue.unsent_len()), 2);
+    }
+
+    #[test]
+    fn started_seq_follows_first_byte() {
+        let frame = reset_frame();
+        let mut queue = OutQueue::new(1024);
+        assert!(queue.push_data(&frame, 7));
+        assert!(queue.push_data(&frame, 8));
+        assert_eq!(queue.started_seq(), 0);
+        queue.consume(1);
+        assert_eq!(queue.started_seq(), 7);
+        queue.consume(frame.len());
+        assert_eq!(queue.started_seq(), 8);
     }
 
     #[test]

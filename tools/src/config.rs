@@ -27,6 +27,7 @@ pub struct Config {
     pub stats: StatsConfig,
     pub pipeline: PipelineConfig,
     pub record: crate::record::RecordConfig,
+    pub ws: WsSection,
 }
 
 /// Where stage 1 reads the feed from.
@@ -125,6 +126,14 @@ pub struct PublisherSection {
     pub heartbeat_secs: f64,
     /// The max depth (levels per side) a subscriber may request; 0 allows the full book.
     pub max_depth: u16,
+    /// Slow-consumer policies a client may choose: "conflate", "resnapshot", "disconnect".
+    pub allowed_policies: Vec<String>,
+    /// A conflating client whose queue has not emptied for this long counts as behind.
+    pub conflation_staleness_ms: u64,
+    /// A digest frame every this many updates of an instrument; 0 sends digests on request only.
+    pub digest_interval: u32,
+    /// Levels per side a digest covers.
+    pub digest_depth: u16,
 }
 
 impl Default for PublisherSection {
@@ -135,6 +144,70 @@ impl Default for PublisherSection {
             queue_bytes: 4 << 20,
             heartbeat_secs: 1.0,
             max_depth: 0,
+            allowed_policies: vec!["conflate".into(), "resnapshot".into(), "disconnect".into()],
+            conflation_staleness_ms: 100,
+            digest_interval: 0,
+            digest_depth: 10,
+        }
+    }
+}
+
+/// The WebSocket bridge, Server-Sent Events and the web terminal page, all on one address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsSection {
+    pub enabled: bool,
+    /// Address of the page (`/`), the WebSocket (`/ws`) and SSE (`/sse`); port 0 picks one.
+    pub listen: SocketAddr,
+    pub max_clients: usize,
+    /// Largest client frame accepted, in bytes; a larger one closes the connection (1009).
+    pub max_frame_bytes: usize,
+    /// Outbound queue of one client, in bytes; a client that falls further behind is closed.
+    pub client_queue_bytes: usize,
+    pub ping_interval_ms: u64,
+    /// Updates per second one client receives at most; above it, conflated snapshots. 0: no limit.
+    pub max_rate_per_client: u32,
+    /// Bearer token clients must present (header or `?token=`); none accepts any client.
+    pub token: Option<String>,
+    /// Origins allowed to connect; empty allows requests without Origin and from the page itself.
+    pub allowed_origins: Vec<String>,
+    pub default_depth: u16,
+    pub ring_capacity: usize,
+}
+
+impl Default for WsSection {
+    fn default() -> Self {
+        let ws = mdfh_publisher::ws::WsConfig::default();
+        WsSection {
+            enabled: true,
+            listen: ws.listen,
+            max_clients: ws.max_clients,
+            max_frame_bytes: ws.max_frame_bytes,
+            client_queue_bytes: ws.client_queue_bytes,
+            ping_interval_ms: ws.ping_interval.as_millis() as u64,
+            max_rate_per_client: ws.max_rate_per_client,
+            token: ws.token,
+            allowed_origins: ws.allowed_origins,
+            default_depth: ws.default_depth,
+            ring_capacity: ws.ring_capacity,
+        }
+    }
+}
+
+impl WsSection {
+    /// Returns the bridge's own configuration.
+    pub fn to_ws_config(&self) -> mdfh_publisher::ws::WsConfig {
+        mdfh_publisher::ws::WsConfig {
+            listen: self.listen,
+            max_clients: self.max_clients,
+            max_frame_bytes: self.max_frame_bytes,
+            client_queue_bytes: self.client_queue_bytes,
+            ping_interval: Duration::from_millis(self.ping_interval_ms.max(1)),
+            max_rate_per_client: self.max_rate_per_client,
+            token: self.token.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            default_depth: self.default_depth,
+            ring_capacity: self.ring_capacity.clamp(2, MAX_RING_CAPACITY),
         }
     }
 }
@@ -242,6 +315,12 @@ impl Config {
         anyhow::ensure!(self.stats.interval_secs > 0.0, "stats.interval_secs must be positive");
         anyhow::ensure!(self.publisher.heartbeat_secs > 0.0, "publisher.heartbeat_secs must be positive");
         self.record.validate()?;
+        for policy in &self.publisher.allowed_policies {
+            anyhow::ensure!(
+                matches!(policy.as_str(), "conflate" | "resnapshot" | "disconnect"),
+                "publisher.allowed_policies: unknown policy {policy:?}; expected conflate, resnapshot or disconnect"
+            );
+        }
         if self.input.kind == InputKind::Soupbintcp {
             anyhow::ensure!(self.input.connect.is_some(), "input.connect is required for input.kind = \"soupbintcp\"");
         }

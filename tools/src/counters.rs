@@ -102,6 +102,11 @@ pub struct PublishCounters {
     pub malformed_requests: Counter,
     pub frames_sent: Counter,
     pub bytes_sent: Counter,
+    /// Level updates replaced by conflated catch-ups for clients that fell behind.
+    pub conflated_updates: Counter,
+    /// Fresh snapshots sent to resnapshot clients that fell behind.
+    pub resnapshots: Counter,
+    pub digests_sent: Counter,
 }
 
 /// Every counter of the pipeline.

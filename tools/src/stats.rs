@@ -26,11 +26,12 @@ pub struct Reporter {
 impl Reporter {
     pub fn new(shared: Arc<Shared>) -> Reporter {
         let latency = LatencyBook::new(shared.latency.clone());
+        let json = Arc::clone(&shared.stats_json);
         let now = Instant::now();
         Reporter {
             shared,
             latency,
-            json: Arc::new(Mutex::new(String::from("{}"))),
+            json,
             started: now,
             last_report: now,
             last_messages: 0,

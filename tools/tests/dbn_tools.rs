@@ -51,7 +51,7 @@ fn book_of_mbo_reports_unknown_orders() {
 fn replay_runs_a_dbn_file() {
     let dir = temp_dir("dbn_replay");
     let config = dir.join("replay.toml");
-    std::fs::write(&config, "[publisher]\nlisten = \"127.0.0.1:0\"\n[stats]\nhttp = \"off\"\n").unwrap();
+    std::fs::write(&config, "[publisher]\nlisten = \"127.0.0.1:0\"\n[stats]\nhttp = \"off\"\n[ws]\nenabled = false\n").unwrap();
     let file = format!("{DATA}test_data.mbp-10.v3.dbn.zst");
     let output = mdfh_command()
         .args(["replay", &file, "--speed", "max", "--hold", "0", "--config", config.to_str().unwrap()])

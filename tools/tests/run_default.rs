@@ -2,7 +2,7 @@
 //! of an unknown configuration key.
 //!
 //! The default configuration binds fixed ports on 127.0.0.1: UDP 26400 (the feed), TCP 9100
-//! (subscribers) and TCP 9101 (stats). A test that needs them prints why it skipped and passes
+//! (subscribers), TCP 9101 (stats) and TCP 8081 (web terminal). A test that needs them prints why it skipped and passes
 //! when one is taken, and the tests of this file take turns on them.
 
 mod support;
@@ -49,6 +49,7 @@ fn default_run_reports_every_stage() {
         "mdfh: feed: MoldUDP64 on 127.0.0.1:26400",
         "mdfh: subscribers connect to 127.0.0.1:9100",
         "mdfh: stats at http://127.0.0.1:9101/stats",
+        "mdfh: web terminal at http://127.0.0.1:8081/",
         "mdfh: simulator: 627 messages of the bundled LOBSTER AAPL sample at 1000 msg/s to 127.0.0.1:26400",
     ] {
         assert!(stdout.contains(line), "stdout has no line {line:?}:\n{stdout}");
@@ -161,6 +162,7 @@ fn default_ports_free() -> Result<(), String> {
     UdpSocket::bind("127.0.0.1:26400").map_err(|e| format!("UDP 127.0.0.1:26400: {e}"))?;
     TcpListener::bind("127.0.0.1:9100").map_err(|e| format!("TCP 127.0.0.1:9100: {e}"))?;
     TcpListener::bind("127.0.0.1:9101").map_err(|e| format!("TCP 127.0.0.1:9101: {e}"))?;
+    TcpListener::bind("127.0.0.1:8081").map_err(|e| format!("TCP 127.0.0.1:8081: {e}"))?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! One subscriber connection: its input buffer, outbound queue, subscriptions and close state.
 
+use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -9,7 +10,9 @@ use mdfh_feed::itch::Stock;
 use mio::net::TcpStream;
 
 use crate::encode::encode_goodbye;
-use crate::protocol::{GoodbyeReason, FRAME_HEADER_LEN, MAX_REQUEST_LEN, MAX_TEXT_LEN};
+use crate::protocol::{
+    GoodbyeReason, SlowConsumerPolicy, FRAME_HEADER_LEN, MAX_REQUEST_LEN, MAX_TEXT_LEN,
+};
 use crate::queue::OutQueue;
 
 /// Size in bytes of the per-connection input buffer, at least one request of the maximum length.
@@ -29,6 +32,64 @@ pub(crate) struct Counters {
     pub unmatched_level_events: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    pub policy: PolicyCounters,
+    pub digests_sent: u64,
+    /// SetPolicy, Resnapshot and DigestRequest requests answered with an Error.
+    pub rejected_requests: u64,
+}
+
+/// Counters of slow-consumer handling, kept per connection and summed over all connections.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyCounters {
+    /// Level updates not sent because a conflated catch-up replaced them.
+    pub conflated_updates: u64,
+    /// Conflated catch-up batches sent.
+    pub catchups: u64,
+    /// Trades dropped while a conflating connection was behind.
+    pub dropped_trades: u64,
+    /// Fresh snapshots sent because a resnapshot connection fell behind.
+    pub resnapshots: u64,
+    /// Data frames dropped from the queue or never queued while a resnapshot was pending.
+    pub resnapshot_dropped_frames: u64,
+    /// Data frames dropped from the queue by a slow-consumer disconnect.
+    pub disconnect_dropped_frames: u64,
+}
+
+impl PolicyCounters {
+    /// Adds `other` to every counter.
+    pub fn add(&mut self, other: &PolicyCounters) {
+        self.conflated_updates += other.conflated_updates;
+        self.catchups += other.catchups;
+        self.dropped_trades += other.dropped_trades;
+        self.resnapshots += other.resnapshots;
+        self.resnapshot_dropped_frames += other.resnapshot_dropped_frames;
+        self.disconnect_dropped_frames += other.disconnect_dropped_frames;
+    }
+}
+
+/// Conflation state of a connection with the conflate policy, allocated when the policy is set.
+#[derive(Debug)]
+pub(crate) struct Conflation {
+    /// Changed levels not sent yet, as keys of [`level_key`]. Created with `capacity`, so marking
+    /// a level allocates nothing.
+    pub dirty: HashSet<u64>,
+    /// Keys `dirty` holds at most; one more disconnects the connection.
+    pub capacity: usize,
+    /// Level updates replaced since the current batch began.
+    pub conflated: u64,
+    /// Trades dropped since the current batch began.
+    pub dropped_trades: u64,
+}
+
+/// Returns the key of a level in [`Conflation::dirty`]: locate in bits 40..56, side byte in bits
+/// 32..40, price in bits 0..32.
+pub(crate) fn level_key(locate: u16, side_byte: u8, price: u32) -> u64 {
+    (u64::from(locate) << 40) | (u64::from(side_byte) << 32) | u64::from(price)
+}
+
+/// Splits a key of [`level_key`] into locate, side byte and price.
+pub(crate) fn split_level_key(key: u64) -> (u16, u8, u32) {
+    ((key >> 40) as u16, (key >> 32) as u8, key as u32)
 }
 
 impl Counters {
@@ -88,6 +149,22 @@ pub(crate) struct Connection {
     pub peer_closed: bool,
     /// When bytes were last written to the socket; heartbeats measure idleness from here.
     pub last_write: Instant,
+    pub policy: SlowConsumerPolicy,
+    /// Unsent bytes above which the connection counts as behind: half of `queue_bytes`.
+    pub high_water: usize,
+    /// Unsent bytes at or below which a connection that is behind gets its catch-up batch or
+    /// fresh snapshots: an eighth of `queue_bytes`.
+    pub low_water: usize,
+    /// `Some` under the conflate policy.
+    pub conflation: Option<Box<Conflation>>,
+    /// Whether level updates are being conflated instead of queued.
+    pub conflating: bool,
+    /// Whether queued frames were dropped and fresh snapshots are owed (resnapshot policy).
+    pub resnapshot_pending: bool,
+    /// When the outbound queue was last seen empty, or the last catch-up batch was queued; the
+    /// staleness target is measured from here.
+    pub drained_at: Instant,
+    pub policy_counters: PolicyCounters,
 }
 
 impl Connection {
@@ -108,6 +185,23 @@ impl Connection {
             writable: true,
             peer_closed: false,
             last_write: now,
+            policy: SlowConsumerPolicy::Disconnect,
+            high_water: queue_bytes / 2,
+            low_water: queue_bytes / 8,
+            conflation: None,
+            conflating: false,
+            resnapshot_pending: false,
+            drained_at: now,
+            policy_counters: PolicyCounters::default(),
+        }
+    }
+
+    /// Returns the depth of the connection's subscription that covers `locate`, or `None` when
+    /// no subscription routes it.
+    pub fn depth_of(&self, locate: u16) -> Option<u16> {
+        match self.all_depth {
+            Some(depth) => Some(depth),
+            None => self.subs.iter().find(|s| s.locate == Some(locate)).map(|s| s.depth),
         }
     }
 
@@ -162,14 +256,23 @@ impl Connection {
     /// Drops the frames not yet started, queues a slow-consumer Goodbye and starts closing.
     fn disconnect_slow(&mut self, frame_len: usize, counters: &mut Counters) {
         let unsent = self.out.unsent_len();
+        let text = format!("outbound queue full with {unsent} bytes unsent; unsent frames were dropped");
+        self.disconnect_slow_with(&text, frame_len, counters);
+    }
+
+    /// Drops the frames not yet started, queues a slow-consumer Goodbye with `text` and starts
+    /// closing.
+    pub fn disconnect_slow_with(&mut self, text: &str, frame_len: usize, counters: &mut Counters) {
+        let unsent = self.out.unsent_len();
         counters.slow_consumer_disconnects += 1;
         counters.record_error(
             Some(self.peer),
             format_args!("slow consumer disconnected: {unsent} bytes unsent, next frame {frame_len} bytes"),
         );
-        self.out.drop_unstarted();
-        let text = format!("outbound queue full with {unsent} bytes unsent; unsent frames were dropped");
-        self.begin_close(GoodbyeReason::SlowConsumer, &text);
+        let dropped = self.out.drop_unstarted();
+        self.policy_counters.disconnect_dropped_frames += dropped;
+        counters.policy.disconnect_dropped_frames += dropped;
+        self.begin_close(GoodbyeReason::SlowConsumer, text);
     }
 
     /// Reads once into the free part of the input buffer. Returns the bytes read, 0 at end of

@@ -12,14 +12,15 @@ use mdfh_matcher::{BookEvent, BookStatus, LevelChange};
 
 use super::connection::{Connection, Counters};
 use super::{wall_clock_ns, Publisher};
+use crate::digest::effective_depth;
 use crate::encode::{
-    encode_book_status, encode_level_update, encode_reset, encode_snapshot, encode_trade,
+    encode_book_status, encode_digest, encode_level_update, encode_reset, encode_snapshot, encode_trade,
     encode_trading_state,
 };
 use crate::envelope::Envelope;
 use crate::mirror::Mirror;
 use crate::protocol::{
-    Level, LevelUpdate, SnapshotHeader, StatusUpdate, TradeUpdate, TradingStateUpdate,
+    DigestUpdate, Level, LevelUpdate, SnapshotHeader, StatusUpdate, TradeUpdate, TradingStateUpdate,
 };
 
 /// A connection that receives an instrument's events, and the depth it receives them at.
@@ -105,7 +106,7 @@ impl Publisher {
                     let update = TradeUpdate { seq: 0, locate, trade, feed_seq, send_ns: wall_clock_ns() };
                     self.scratch.clear();
                     encode_trade(&mut self.scratch, &update);
-                    self.fan_out(locate);
+                    self.fan_out(locate, true);
                 }
             }
             BookEvent::Directory { locate, stock } => self.on_directory(locate, stock),
@@ -115,7 +116,7 @@ impl Publisher {
                     let update = TradingStateUpdate { seq: 0, locate, state, feed_seq };
                     self.scratch.clear();
                     encode_trading_state(&mut self.scratch, &update);
-                    self.fan_out(locate);
+                    self.fan_out(locate, false);
                 }
             }
             BookEvent::Status { locate, status } => self.on_status(locate, status, feed_seq),
@@ -152,14 +153,15 @@ impl Publisher {
         self.mirror.book(locate).is_some_and(|b| b.stock.is_some())
     }
 
-    /// Queues the data frame in `scratch` for every connection that receives `locate`.
-    fn fan_out(&mut self, locate: u16) {
+    /// Queues the data frame in `scratch` for every connection that receives `locate`, following
+    /// each connection's slow-consumer policy.
+    fn fan_out(&mut self, locate: u16, is_trade: bool) {
         let named = self.is_named(locate);
         let Publisher { conns, routes, scratch, counters, .. } = self;
         let all: &[Route] = if named { &routes.all } else { &[] };
         for route in routes.for_locate(locate).iter().chain(all) {
             if let Some(Some(conn)) = conns.get_mut(route.slot) {
-                conn.queue_data(scratch, counters);
+                conn.offer_other(scratch, is_trade, counters);
             }
         }
     }
@@ -200,7 +202,7 @@ impl Publisher {
             if depth != 0 && applied.rank >= depth {
                 continue;
             }
-            if !conn.queue_data(scratch, counters) {
+            if !conn.offer_level(scratch, locate, change.side, change.price, counters) {
                 continue;
             }
             // A level inside the top N went away, so the level now at rank N-1 enters the view.
@@ -209,8 +211,46 @@ impl Publisher {
                     update.level = entering;
                     entering_scratch.clear();
                     encode_level_update(entering_scratch, &update);
-                    conn.queue_data(entering_scratch, counters);
+                    conn.offer_level(entering_scratch, locate, change.side, entering.price, counters);
                 }
+            }
+        }
+        if self.cfg.digest_interval != 0 {
+            self.count_for_digest(locate, feed_seq);
+        }
+    }
+
+    /// Counts a level event of `locate` and, every `digest_interval` events, queues a Digest for
+    /// every connection that receives the instrument and is not behind.
+    fn count_for_digest(&mut self, locate: u16, feed_seq: u64) {
+        let interval = self.cfg.digest_interval;
+        let digest_depth = self.cfg.digest_depth;
+        let named = self.is_named(locate);
+        let book = self.mirror.book_mut(locate);
+        book.updates_since_digest += 1;
+        if book.updates_since_digest < interval {
+            return;
+        }
+        book.updates_since_digest = 0;
+
+        let Publisher { conns, mirror, routes, scratch, counters, .. } = self;
+        let Some(book) = mirror.book(locate) else {
+            return;
+        };
+        let all: &[Route] = if named { &routes.all } else { &[] };
+        for route in routes.for_locate(locate).iter().chain(all) {
+            let Some(Some(conn)) = conns.get_mut(route.slot) else {
+                continue;
+            };
+            if conn.is_behind() {
+                continue;
+            }
+            let depth = effective_depth(digest_depth, route.depth);
+            let digest = DigestUpdate { seq: 0, locate, depth, feed_seq, crc: book.digest(depth) };
+            scratch.clear();
+            encode_digest(scratch, &digest);
+            if conn.offer_other(scratch, false, counters) {
+                counters.digests_sent += 1;
             }
         }
     }
@@ -221,7 +261,7 @@ impl Publisher {
             let update = StatusUpdate { seq: 0, locate, status, feed_seq };
             self.scratch.clear();
             encode_book_status(&mut self.scratch, &update);
-            self.fan_out(locate);
+            self.fan_out(locate, false);
         }
     }
 
@@ -249,11 +289,16 @@ impl Publisher {
             sub.locate = Some(locate);
             let depth = sub.depth;
             routes.add(locate, Route { slot, depth });
-            queue_snapshot(conn, mirror, locate, depth, *last_feed_seq, scratch, counters);
+            // A connection waiting for fresh snapshots gets this one with the others.
+            if !conn.resnapshot_pending {
+                queue_snapshot(conn, mirror, locate, depth, *last_feed_seq, scratch, counters);
+            }
         }
         for route in &routes.all {
             if let Some(Some(conn)) = conns.get_mut(route.slot) {
-                queue_snapshot(conn, mirror, locate, route.depth, *last_feed_seq, scratch, counters);
+                if !conn.resnapshot_pending {
+                    queue_snapshot(conn, mirror, locate, route.depth, *last_feed_seq, scratch, counters);
+                }
             }
         }
     }
@@ -288,6 +333,7 @@ impl Publisher {
         scratch.clear();
         encode_reset(scratch, 0, feed_seq);
         for conn in conns.iter_mut().flatten() {
+            conn.clear_conflation();
             if conn.has_subscriptions() {
                 conn.queue_data(scratch, counters);
             }

@@ -7,6 +7,7 @@
 
 mod connection;
 mod fanout;
+mod policy;
 mod requests;
 
 use std::io;
@@ -18,7 +19,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::encode::encode_heartbeat;
 use crate::mirror::Mirror;
-use crate::protocol::GoodbyeReason;
+use crate::protocol::{GoodbyeReason, SlowConsumerPolicy};
+pub use connection::PolicyCounters;
 use connection::{ConnState, Connection, Counters};
 use fanout::Routes;
 
@@ -54,6 +56,17 @@ pub struct PublisherConfig {
     /// How long a closing connection may take to flush its Goodbye before it is dropped; also the
     /// longest wait of [`Publisher::close_all`].
     pub close_timeout: Duration,
+    /// Slow-consumer policies a client may choose with SetPolicy. Connections start with
+    /// `Disconnect` whatever this contains.
+    pub allowed_policies: Vec<SlowConsumerPolicy>,
+    /// Staleness target of the conflate policy: a connection whose outbound queue has not been
+    /// empty for this long starts conflating.
+    pub conflation_staleness: Duration,
+    /// Level events of one instrument between two periodic Digest frames; 0 turns them off.
+    pub digest_interval: u32,
+    /// Levels per side that periodic Digest frames cover, cut to each subscription's depth;
+    /// 0 means every level.
+    pub digest_depth: u16,
 }
 
 impl Default for PublisherConfig {
@@ -66,6 +79,11 @@ impl Default for PublisherConfig {
             max_depth: 0,
             max_subscriptions: 1024,
             close_timeout: Duration::from_secs(1),
+            allowed_policies: SlowConsumerPolicy::ALL.to_vec(),
+            // NOTE: 100 ms is a starting value, not one measured against real subscribers.
+            conflation_staleness: Duration::from_millis(100),
+            digest_interval: 0,
+            digest_depth: 10,
         }
     }
 }
@@ -91,6 +109,24 @@ pub struct PublisherStats {
     pub errors: u64,
     /// Text of the last error, with the peer address when one is involved.
     pub last_error: Option<String>,
+    /// Slow-consumer handling summed over every connection, closed ones included.
+    pub policy: PolicyCounters,
+    /// Digest frames queued, periodic and requested.
+    pub digests_sent: u64,
+    /// SetPolicy, Resnapshot and DigestRequest requests answered with an Error.
+    pub rejected_requests: u64,
+}
+
+/// Slow-consumer state and counters of one open connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberStats {
+    pub peer: SocketAddr,
+    pub policy: SlowConsumerPolicy,
+    /// Whether the connection is conflating or waiting for fresh snapshots.
+    pub behind: bool,
+    /// Sequence number of the last data frame queued.
+    pub last_seq: u64,
+    pub counters: PolicyCounters,
 }
 
 /// The subscriber server. See the module documentation.
@@ -167,7 +203,26 @@ impl Publisher {
             unmatched_level_events: c.unmatched_level_events,
             errors: c.errors,
             last_error: c.last_error.clone(),
+            policy: c.policy,
+            digests_sent: c.digests_sent,
+            rejected_requests: c.rejected_requests,
         }
+    }
+
+    /// Returns the slow-consumer state and counters of every open connection.
+    pub fn subscriber_stats(&self) -> Vec<SubscriberStats> {
+        self.conns
+            .iter()
+            .flatten()
+            .filter(|c| c.is_open())
+            .map(|c| SubscriberStats {
+                peer: c.peer,
+                policy: c.policy,
+                behind: c.is_behind(),
+                last_seq: c.last_seq,
+                counters: c.policy_counters,
+            })
+            .collect()
     }
 
     /// Accepts new connections, reads and serves requests, sends heartbeats and writes queued
@@ -302,6 +357,7 @@ impl Publisher {
     /// Does the socket work of one connection. Returns the amount of work done.
     fn service(&mut self, slot: usize, now: Instant) -> usize {
         let mut work = self.read_requests(slot);
+        work += self.run_policy(slot, now);
         let interval = self.cfg.heartbeat_interval;
         let close_timeout = self.cfg.close_timeout;
         let Some(Some(conn)) = self.conns.get_mut(slot) else {

@@ -1,16 +1,23 @@
-//! Reading client requests and serving them: Subscribe, Unsubscribe, Heartbeat, and the Error or
-//! Goodbye frames that malformed input gets.
+//! Reading client requests and serving them: Subscribe, Unsubscribe, Heartbeat, SetPolicy,
+//! Resnapshot, DigestRequest, and the Error or Goodbye frames that malformed input gets.
 
+use std::collections::HashSet;
 use std::io;
 
-use super::connection::SymbolSub;
+use mdfh_feed::itch::Stock;
+
+use super::connection::{Conflation, Connection, SymbolSub};
 use super::fanout::{queue_snapshot, Route};
+use super::policy::{dirty_capacity, queue_all_snapshots};
 use super::{Publisher, READ_BUDGET};
 use crate::decode::decode_frame_with_limit;
-use crate::encode::{encode_error, encode_subscribe_ack, encode_subscribe_reject};
+use crate::digest::effective_depth;
+use crate::encode::{encode_digest, encode_error, encode_subscribe_ack, encode_subscribe_reject};
 use crate::error::ProtocolError;
+use crate::mirror::Mirror;
 use crate::protocol::{
-    AckState, ErrorCode, Frame, GoodbyeReason, SubscribeAck, Target, MAX_REQUEST_LEN,
+    AckState, DigestUpdate, ErrorCode, Frame, GoodbyeReason, SlowConsumerPolicy, SubscribeAck,
+    Target, MAX_REQUEST_LEN,
 };
 
 /// A decoded request, copied out of the input buffer.
@@ -19,6 +26,9 @@ enum Request {
     Subscribe { target: Target, depth: u16 },
     Unsubscribe { target: Target },
     Heartbeat,
+    SetPolicy { policy: SlowConsumerPolicy },
+    Resnapshot { target: Target },
+    Digest { stock: Stock, depth: u16 },
     /// A frame of a server-to-client type.
     Unexpected { frame_type: u8 },
 }
@@ -102,6 +112,9 @@ impl Publisher {
             Request::Subscribe { target, depth } => self.subscribe(slot, target, depth),
             Request::Unsubscribe { target } => self.unsubscribe(slot, target),
             Request::Heartbeat => {}
+            Request::SetPolicy { policy } => self.set_policy(slot, policy),
+            Request::Resnapshot { target } => self.resnapshot(slot, target),
+            Request::Digest { stock, depth } => self.send_digest(slot, stock, depth),
             Request::Unexpected { frame_type } => {
                 self.counters.malformed_requests += 1;
                 let text = format!("frame type '{}' is sent by servers, not clients", frame_type as char);
@@ -223,6 +236,102 @@ impl Publisher {
         }
     }
 
+    fn set_policy(&mut self, slot: usize, policy: SlowConsumerPolicy) {
+        if !self.cfg.allowed_policies.contains(&policy) {
+            let text = format!(
+                "slow-consumer policy '{}' is not allowed by the server; allowed: {}",
+                policy.as_byte() as char,
+                self.cfg.allowed_policies.iter().map(|p| p.as_byte() as char).collect::<String>()
+            );
+            self.reject_request(slot, ErrorCode::PolicyNotAllowed, &text);
+            return;
+        }
+        let queue_bytes = self.cfg.queue_bytes;
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.has_subscriptions() {
+            let text = "the slow-consumer policy can only be set while the connection has no subscriptions";
+            self.reject_request(slot, ErrorCode::SubscriptionsActive, text);
+            return;
+        }
+        conn.policy = policy;
+        conn.conflating = false;
+        conn.resnapshot_pending = false;
+        if policy == SlowConsumerPolicy::Conflate && conn.conflation.is_none() {
+            let capacity = dirty_capacity(queue_bytes);
+            conn.conflation = Some(Box::new(Conflation {
+                dirty: HashSet::with_capacity(capacity),
+                capacity,
+                conflated: 0,
+                dropped_trades: 0,
+            }));
+        }
+    }
+
+    /// Queues a fresh Snapshot of one subscribed instrument, or of every instrument the
+    /// connection's subscriptions cover.
+    fn resnapshot(&mut self, slot: usize, target: Target) {
+        let Publisher { conns, mirror, scratch, counters, last_feed_seq, .. } = self;
+        let Some(Some(conn)) = conns.get_mut(slot) else {
+            return;
+        };
+        if conn.resnapshot_pending {
+            // Fresh snapshots of every subscription are already owed.
+            return;
+        }
+        let found = match target {
+            Target::All if conn.has_subscriptions() => {
+                queue_all_snapshots(conn, mirror, *last_feed_seq, scratch, counters);
+                true
+            }
+            Target::All => false,
+            Target::Symbol(stock) => match subscribed_locate(conn, mirror, &stock) {
+                Some((locate, depth)) => queue_snapshot(conn, mirror, locate, depth, *last_feed_seq, scratch, counters),
+                None => false,
+            },
+        };
+        if !found {
+            let text = match target {
+                Target::All => "resnapshot of all instruments without any subscription".to_owned(),
+                Target::Symbol(stock) => format!("no active subscription to {stock}"),
+            };
+            self.reject_request(slot, ErrorCode::UnknownInstrument, &text);
+        }
+    }
+
+    /// Queues a Digest of `stock` over `depth` levels per side, cut to the subscription's depth.
+    fn send_digest(&mut self, slot: usize, stock: Stock, depth: u16) {
+        let Publisher { conns, mirror, scratch, counters, last_feed_seq, .. } = self;
+        let Some(Some(conn)) = conns.get_mut(slot) else {
+            return;
+        };
+        let Some((locate, subscribed)) = subscribed_locate(conn, mirror, &stock) else {
+            let text = format!("no active subscription to {stock}");
+            self.reject_request(slot, ErrorCode::UnknownInstrument, &text);
+            return;
+        };
+        if conn.is_behind() {
+            let text = format!("digest of {stock} not computed: the connection is catching up; request it again later");
+            self.reject_request(slot, ErrorCode::CatchingUp, &text);
+            return;
+        }
+        let depth = effective_depth(depth, subscribed);
+        let crc = mirror.book(locate).map_or(0, |book| book.digest(depth));
+        let digest = DigestUpdate { seq: 0, locate, depth, feed_seq: *last_feed_seq, crc };
+        scratch.clear();
+        encode_digest(scratch, &digest);
+        if conn.queue_data(scratch, counters) {
+            counters.digests_sent += 1;
+        }
+    }
+
+    /// Counts a request that could not be served and replies with an Error.
+    fn reject_request(&mut self, slot: usize, code: ErrorCode, text: &str) {
+        self.counters.rejected_requests += 1;
+        self.send_error(slot, code, text);
+    }
+
     fn reject(&mut self, slot: usize, target: Target, code: ErrorCode, text: &str) {
         self.counters.rejected_subscriptions += 1;
         let Publisher { conns, scratch, counters, .. } = self;
@@ -248,11 +357,24 @@ impl Publisher {
     }
 }
 
+/// Returns the locate and subscription depth of `stock` when the connection receives its events.
+fn subscribed_locate(conn: &Connection, mirror: &Mirror, stock: &Stock) -> Option<(u16, u16)> {
+    if let Some(depth) = conn.all_depth {
+        let locate = mirror.locate_of(stock)?;
+        return Some((locate, depth));
+    }
+    let sub = conn.subs.iter().find(|s| s.stock == *stock)?;
+    Some((sub.locate?, sub.depth))
+}
+
 fn request_of(frame: &Frame<'_>) -> Request {
     match *frame {
         Frame::Subscribe { target, depth } => Request::Subscribe { target, depth },
         Frame::Unsubscribe { target } => Request::Unsubscribe { target },
         Frame::ClientHeartbeat => Request::Heartbeat,
+        Frame::SetPolicy { policy } => Request::SetPolicy { policy },
+        Frame::Resnapshot { target } => Request::Resnapshot { target },
+        Frame::DigestRequest { stock, depth } => Request::Digest { stock, depth },
         ref other => Request::Unexpected { frame_type: other.frame_type() },
     }
 }

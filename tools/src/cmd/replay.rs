@@ -102,6 +102,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let source = ReplaySource::new(files.clone(), args.speed, start, control.clone());
     let pipeline = Pipeline::start(&config, Source::Replay(Box::new(source)))?;
     println!("mdfh: subscribers connect to {}", pipeline.subscriber_addr);
+    if let Some(addr) = pipeline.web_addr {
+        println!("mdfh: web terminal at http://{addr}/ (WebSocket /ws, SSE /sse)");
+    }
     let mut reporter = Reporter::new(pipeline.shared.clone());
     if let Some(addr) = config.stats.http {
         let bound = stats::serve_http(addr, reporter.json_handle())?;

@@ -42,6 +42,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (recording, recorder) = start_recorder(&config, feed_addr)?;
     let pipeline = Pipeline::start_recording(&config, source, recording)?;
     println!("mdfh: subscribers connect to {}", pipeline.subscriber_addr);
+    if let Some(addr) = pipeline.web_addr {
+        println!("mdfh: web terminal at http://{addr}/ (WebSocket /ws, SSE /sse)");
+    }
 
     let mut reporter = Reporter::new(pipeline.shared.clone());
     if let Some(recorder) = &recorder {

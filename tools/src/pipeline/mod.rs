@@ -58,6 +58,8 @@ pub struct Shared {
     book_done: AtomicBool,
     /// Set when a stage thread panicked: the pipeline stops and the process reports failure.
     pub failed: AtomicBool,
+    /// The stats JSON the reporter refreshes; the stats endpoint and the web terminal serve it.
+    pub stats_json: Arc<Mutex<String>>,
 }
 
 impl Default for Shared {
@@ -70,6 +72,7 @@ impl Default for Shared {
             receive_done: AtomicBool::new(false),
             book_done: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            stats_json: Arc::new(Mutex::new(String::from("{}"))),
         }
     }
 }
@@ -79,6 +82,9 @@ pub struct Pipeline {
     pub shared: Arc<Shared>,
     /// The address subscribers connect to.
     pub subscriber_addr: std::net::SocketAddr,
+    /// The address of the web terminal, WebSocket and SSE, when enabled.
+    pub web_addr: Option<std::net::SocketAddr>,
+    web: Option<mdfh_publisher::ws::WsServer>,
     threads: Vec<(&'static str, JoinHandle<()>)>,
 }
 
@@ -99,6 +105,14 @@ impl Pipeline {
 
         let publisher = publish::bind(config).context("failed to start the subscriber server")?;
         let subscriber_addr = publisher.local_addr();
+        let (ws_tap, web) = if config.ws.enabled {
+            let (tap, server) = mdfh_publisher::ws::start(config.ws.to_ws_config(), shared.stats_json.clone())
+                .with_context(|| format!("failed to start the web terminal on {}", config.ws.listen))?;
+            (Some(tap), Some(server))
+        } else {
+            (None, None)
+        };
+        let web_addr = web.as_ref().map(|server| server.local_addr());
 
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let idle = &config.pipeline.idle;
@@ -114,12 +128,14 @@ impl Pipeline {
         threads.push(spawn_stage(0, cores_for_stages[0], Idler::new(strategies[0], max_park), receive, shared.clone())?);
         let book = book::BookStage::new(config, shared.clone(), feed_rx, book_tx);
         threads.push(spawn_stage(1, cores_for_stages[1], Idler::new(strategies[1], max_park), book, shared.clone())?);
-        let publish = publish::PublishStage::new(publisher, shared.clone(), book_rx);
+        let publish = publish::PublishStage::new(publisher, ws_tap, shared.clone(), book_rx);
         threads.push(spawn_stage(2, cores_for_stages[2], Idler::new(strategies[2], max_park), publish, shared.clone())?);
 
         Ok(Pipeline {
             shared,
             subscriber_addr,
+            web_addr,
+            web,
             threads,
         })
     }
@@ -134,12 +150,15 @@ impl Pipeline {
         self.threads.iter().all(|(_, handle)| handle.is_finished())
     }
 
-    /// Waits for every stage to finish.
+    /// Waits for every stage to finish, then closes the web clients (close code 1001).
     pub fn join(self) {
         for (name, handle) in self.threads {
             if handle.join().is_err() {
                 tracing::error!(stage = name, "stage thread panicked");
             }
+        }
+        if let Some(mut web) = self.web {
+            web.shutdown();
         }
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mdfh_feed::udp::monotonic_ns;
+use mdfh_publisher::protocol::SlowConsumerPolicy;
+use mdfh_publisher::ws::WsTap;
 use mdfh_publisher::{Envelope, Publisher, PublisherConfig};
 
 use super::ring::Consumer;
@@ -26,6 +28,19 @@ pub(crate) fn bind(config: &Config) -> std::io::Result<Publisher> {
         queue_bytes: section.queue_bytes,
         heartbeat_interval: Duration::from_secs_f64(section.heartbeat_secs),
         max_depth: section.max_depth,
+        allowed_policies: section
+            .allowed_policies
+            .iter()
+            .filter_map(|name| match name.as_str() {
+                "conflate" => Some(SlowConsumerPolicy::Conflate),
+                "resnapshot" => Some(SlowConsumerPolicy::Resnapshot),
+                "disconnect" => Some(SlowConsumerPolicy::Disconnect),
+                _ => None,
+            })
+            .collect(),
+        conflation_staleness: Duration::from_millis(section.conflation_staleness_ms),
+        digest_interval: section.digest_interval,
+        digest_depth: section.digest_depth,
         ..PublisherConfig::default()
     };
     Publisher::bind(&publisher_config)
@@ -35,6 +50,8 @@ pub(crate) struct PublishStage {
     shared: Arc<Shared>,
     input: Consumer<Envelope>,
     publisher: Publisher,
+    /// The WebSocket bridge's input, when the web terminal is enabled.
+    web: Option<WsTap>,
     /// Timestamps of the envelopes of the current cycle: (receive, book updated).
     batch: [(u64, u64); BATCH],
     publish_latency: LatencyRecorder,
@@ -46,7 +63,7 @@ pub(crate) struct PublishStage {
 }
 
 impl PublishStage {
-    pub(crate) fn new(publisher: Publisher, shared: Arc<Shared>, input: Consumer<Envelope>) -> PublishStage {
+    pub(crate) fn new(publisher: Publisher, web: Option<WsTap>, shared: Arc<Shared>, input: Consumer<Envelope>) -> PublishStage {
         tracing::info!(address = %publisher.local_addr(), "subscribers: listening");
         PublishStage {
             publish_latency: LatencyRecorder::new(shared.latency[Stage::Publish as usize].clone()),
@@ -54,6 +71,7 @@ impl PublishStage {
             shared,
             input,
             publisher,
+            web,
             batch: [(0, 0); BATCH],
             last_counters_ns: 0,
             last_errors: 0,
@@ -74,6 +92,9 @@ impl PublishStage {
         c.malformed_requests.set(stats.malformed_requests);
         c.frames_sent.set(stats.frames_sent);
         c.bytes_sent.set(stats.bytes_sent);
+        c.conflated_updates.set(stats.policy.conflated_updates);
+        c.resnapshots.set(stats.policy.resnapshots);
+        c.digests_sent.set(stats.digests_sent);
 
         // Logged from here, at most every COUNTERS_EVERY_NS: the publisher itself only counts.
         if stats.active != self.last_active {
@@ -101,6 +122,9 @@ impl Agent for PublishStage {
         while taken < BATCH {
             let Some(envelope) = self.input.pop() else { break };
             self.publisher.on_event(&envelope);
+            if let Some(web) = &mut self.web {
+                web.on_event(&envelope);
+            }
             self.batch[taken] = (envelope.recv_ns, envelope.booked_ns);
             taken += 1;
         }

@@ -378,6 +378,9 @@ enabled = false
 [publisher]
 listen = \"127.0.0.1:0\"
 
+[ws]
+listen = \"127.0.0.1:0\"
+
 [stats]
 interval_secs = 0.2
 http = \"127.0.0.1:0\"

@@ -17,6 +17,11 @@ pub enum Speed {
     Step,
 }
 
+/// Slowest factor accepted: a second of recorded time then takes about 17 minutes.
+const MIN_FACTOR: f64 = 0.001;
+/// Fastest factor accepted; beyond it pacing is below the timer's resolution, as `max` is.
+const MAX_FACTOR: f64 = 1_000_000.0;
+
 impl FromStr for Speed {
     type Err = String;
 
@@ -28,10 +33,10 @@ impl FromStr for Speed {
             "step" => Ok(Speed::Step),
             _ => {
                 let factor: f64 = text.strip_suffix('x').ok_or_else(invalid)?.parse().map_err(|_| invalid())?;
-                if factor.is_finite() && factor > 0.0 {
+                if (MIN_FACTOR..=MAX_FACTOR).contains(&factor) {
                     Ok(Speed::Factor(factor))
                 } else {
-                    Err(invalid())
+                    Err(format!("invalid speed {text:?}: the factor must be between {MIN_FACTOR}x and {MAX_FACTOR}x; use max for full speed"))
                 }
             }
         }

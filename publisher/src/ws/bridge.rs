@@ -1,0 +1,580 @@
+//! The bridge task: drains the tap's ring into its own mirror, encodes each update once and queues
+//! the shared bytes for the WebSocket clients subscribed to the instrument.
+//!
+//! Depth rule (the same as on TCP): a subscription with depth N gets a level change only when the
+//! level's rank (0 = best) is below N, and when a level inside its top N is removed while the side
+//! still has N levels, it also gets the level that moved up to rank N-1. Clients keep at most N
+//! levels per side and drop what falls below.
+//!
+//! Rate rule: each subscription has a token bucket of `rate` tokens refilled at `rate` per second.
+//! An event that finds the bucket empty is not sent and the subscription turns conflating. Every
+//! [`FLUSH_INTERVAL`], a conflating subscription with a token gets one fresh snapshot (marked
+//! `"conflated":true`) of its depth, which carries the latest state of every level it holds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use mdfh_feed::itch::Stock;
+use mdfh_matcher::{BookEvent, BookStatus, LevelChange, TradeEvent};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
+use tokio::time::MissedTickBehavior;
+
+use super::json::{self, Request};
+use super::tap::TapShared;
+use super::Counters;
+use crate::envelope::Envelope;
+use crate::mirror::Mirror;
+use crate::protocol::Level;
+
+/// How often the bridge drains the ring. It bounds the latency the bridge adds.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(1);
+/// How often conflating subscriptions are flushed.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// How often `stats` messages (and the directory, when it changed) go out.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Maximum symbol length in a subscribe request, because ITCH stock fields are 8 bytes.
+const MAX_SYMBOL_LEN: usize = 8;
+
+/// Limits the bridge applies per client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub client_queue_bytes: usize,
+    /// Maximum updates per second per subscription; 0 means no limit.
+    pub max_rate: u32,
+    pub default_depth: u16,
+}
+
+/// The bridge's handle on one client task.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientLink {
+    pub id: u64,
+    pub tx: mpsc::UnboundedSender<Utf8Bytes>,
+    /// Bytes queued in `tx` and not yet written; the client task subtracts what it writes.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// Notified once when the client is over `client_queue_bytes`; the client task then closes.
+    pub kill: Arc<Notify>,
+    pub killed: Arc<AtomicBool>,
+}
+
+/// A message from a client task to the bridge.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Join(ClientLink),
+    Leave(u64),
+    Request(u64, Request),
+}
+
+/// An item for SSE clients: the event name, the symbol it is about and the JSON data.
+#[derive(Debug, Clone)]
+pub(crate) struct SseItem {
+    pub event: &'static str,
+    pub symbol: Option<Stock>,
+    pub data: Utf8Bytes,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    stock: Stock,
+    /// `None` while the directory does not name the symbol (after a reset or a rebind).
+    locate: Option<u16>,
+    /// Levels per side; 0 means the full book.
+    depth: u16,
+    /// Updates per second; 0 means no limit.
+    rate: u32,
+    tokens: f64,
+    refilled_at: Instant,
+    conflating: bool,
+}
+
+impl Subscription {
+    /// Takes one token, refilling the bucket first. Returns false when the bucket is empty.
+    fn take_token(&mut self, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let rate = f64::from(self.rate);
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Client {
+    link: ClientLink,
+    subs: Vec<Subscription>,
+}
+
+/// Bridge state; runs as one task on the server's runtime.
+pub(crate) struct Bridge {
+    limits: Limits,
+    tap: Arc<TapShared>,
+    counters: Arc<Counters>,
+    sse: broadcast::Sender<SseItem>,
+    stats_json: Arc<Mutex<String>>,
+    mirror: Mirror,
+    last_feed_seq: u64,
+    /// Set when the tap dropped envelopes: the mirror may differ from the pipeline's books until
+    /// the next Reset, so every book is reported stale.
+    lost_events: bool,
+    clients: HashMap<u64, Client>,
+    /// Client ids with a resolved subscription, indexed by locate.
+    routes: Vec<Vec<u64>>,
+    directory_changed: bool,
+}
+
+impl Bridge {
+    pub fn new(
+        limits: Limits,
+        tap: Arc<TapShared>,
+        counters: Arc<Counters>,
+        sse: broadcast::Sender<SseItem>,
+        stats_json: Arc<Mutex<String>>,
+    ) -> Bridge {
+        Bridge {
+            limits,
+            tap,
+            counters,
+            sse,
+            stats_json,
+            mirror: Mirror::new(),
+            last_feed_seq: 0,
+            lost_events: false,
+            clients: HashMap::new(),
+            routes: Vec::new(),
+            directory_changed: false,
+        }
+    }
+
+    /// Runs until `shutdown` turns true or every client task and the server are gone.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, mut shutdown: watch::Receiver<bool>) {
+        let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+        drain.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut stats = tokio::time::interval(STATS_INTERVAL);
+        stats.set_missed_tick_behavior(MissedTickBehavior::Skip);
+
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+                command = commands.recv() => match command {
+                    // Drain first, so that a snapshot reflects every event the tap has accepted.
+                    Some(command) => {
+                        self.drain();
+                        self.on_command(command);
+                    }
+                    None => return,
+                },
+                _ = drain.tick() => self.drain(),
+                _ = flush.tick() => self.flush_conflated(),
+                _ = stats.tick() => self.send_stats(),
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(env) = self.tap.ring.pop() {
+            self.on_envelope(&env);
+        }
+        if self.tap.overflowed.swap(false, Ordering::Acquire) {
+            self.on_overflow();
+        }
+    }
+
+    fn on_envelope(&mut self, env: &Envelope) {
+        if env.feed_seq != 0 {
+            self.last_feed_seq = env.feed_seq;
+        }
+        let feed_seq = env.feed_seq;
+        match env.event {
+            BookEvent::Level { locate, change, top_changed } => self.on_level(locate, change, top_changed, feed_seq),
+            BookEvent::Trade { locate, trade } => self.on_trade(locate, &trade, feed_seq),
+            BookEvent::Directory { locate, stock } => self.on_directory(locate, stock),
+            BookEvent::TradingState { locate, state } => {
+                self.mirror.book_mut(locate).trading_state = state;
+                self.send_status(locate, None, feed_seq);
+            }
+            BookEvent::Status { locate, status } => {
+                self.mirror.book_mut(locate).status = status;
+                let reason = (status == BookStatus::Stale).then_some("feed");
+                self.send_status(locate, reason, feed_seq);
+            }
+            BookEvent::Reset => self.on_reset(feed_seq),
+        }
+    }
+
+    fn on_level(&mut self, locate: u16, change: LevelChange, top_changed: bool, feed_seq: u64) {
+        let Some(applied) = self.mirror.apply_level(locate, &change) else {
+            self.counters.unmatched_level_events.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(book) = self.mirror.book(locate) else {
+            return;
+        };
+        let symbol = book.stock.map(|s| s.to_string()).unwrap_or_default();
+
+        let bbo = top_changed.then(|| json::bbo(&symbol, book, feed_seq));
+        if let (Some(bbo), true) = (&bbo, self.sse.receiver_count() > 0) {
+            let item = SseItem { event: "bbo", symbol: book.stock, data: bbo.clone() };
+            let _ = self.sse.send(item);
+        }
+        let Some(ids) = self.routes.get(usize::from(locate)).filter(|ids| !ids.is_empty()) else {
+            return;
+        };
+
+        let level = Level { price: change.price, shares: change.shares, orders: change.orders };
+        let message = json::level(&symbol, change.side, level, feed_seq);
+        let now = Instant::now();
+        for id in ids {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            let Some(sub) = client.subs.iter_mut().find(|s| s.locate == Some(locate)) else {
+                continue;
+            };
+            let depth = usize::from(sub.depth);
+            if depth != 0 && applied.rank >= depth {
+                continue;
+            }
+            if sub.conflating || !sub.take_token(now) {
+                sub.conflating = true;
+                self.counters.conflated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            push(&client.link, &message, self.limits, &self.counters);
+            if applied.removed && depth != 0 && applied.depth_after >= depth {
+                if let Some(moved_up) = book.level_at_rank(change.side, depth - 1) {
+                    push(&client.link, &json::level(&symbol, change.side, moved_up, feed_seq), self.limits, &self.counters);
+                }
+            }
+            if let Some(bbo) = &bbo {
+                push(&client.link, bbo, self.limits, &self.counters);
+            }
+        }
+    }
+
+    fn on_trade(&mut self, locate: u16, trade: &TradeEvent, feed_seq: u64) {
+        let Some(ids) = self.routes.get(usize::from(locate)).filter(|ids| !ids.is_empty()) else {
+            return;
+        };
+        let symbol = self.mirror.book(locate).and_then(|b| b.stock).map(|s| s.to_string()).unwrap_or_default();
+        let message = json::trade(&symbol, trade, feed_seq);
+        let now = Instant::now();
+        for id in ids {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            let Some(sub) = client.subs.iter_mut().find(|s| s.locate == Some(locate)) else {
+                continue;
+            };
+            // NOTE: trades over the rate are skipped, not replayed: the conflated snapshot that
+            // ends the stretch carries levels only.
+            if sub.conflating || !sub.take_token(now) {
+                sub.conflating = true;
+                self.counters.conflated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            push(&client.link, &message, self.limits, &self.counters);
+        }
+    }
+
+    /// Sends a `status` message, which is never rate limited, to every subscriber of `locate`.
+    fn send_status(&mut self, locate: u16, reason: Option<&'static str>, feed_seq: u64) {
+        let Some(ids) = self.routes.get(usize::from(locate)).filter(|ids| !ids.is_empty()) else {
+            return;
+        };
+        let Some(book) = self.mirror.book(locate) else {
+            return;
+        };
+        let symbol = book.stock.map(|s| s.to_string()).unwrap_or_default();
+        let status = if self.lost_events { BookStatus::Stale } else { book.status };
+        let message = json::status(&symbol, book, status, reason, feed_seq);
+        for id in ids {
+            if let Some(client) = self.clients.get(id) {
+                push(&client.link, &message, self.limits, &self.counters);
+            }
+        }
+    }
+
+    fn on_directory(&mut self, locate: u16, stock: Stock) {
+        if self.mirror.bind(locate, stock).is_none() {
+            return;
+        }
+        self.directory_changed = true;
+        self.resolve_subscriptions();
+    }
+
+    fn on_reset(&mut self, feed_seq: u64) {
+        self.mirror.clear();
+        self.lost_events = false;
+        self.directory_changed = true;
+        let message = json::reset(feed_seq);
+        for client in self.clients.values() {
+            push(&client.link, &message, self.limits, &self.counters);
+        }
+        self.resolve_subscriptions();
+    }
+
+    /// Marks every book stale and resends every subscription's snapshot, because the tap dropped
+    /// envelopes this mirror never saw.
+    // NOTE: the books stay stale until the next Reset, because the bridge has no other source to
+    // rebuild them from.
+    fn on_overflow(&mut self) {
+        self.lost_events = true;
+        tracing::warn!(dropped = self.tap.dropped.load(Ordering::Relaxed), "WebSocket bridge ring overflowed; books marked stale");
+        for client in self.clients.values_mut() {
+            for sub in &mut client.subs {
+                if let Some(locate) = sub.locate {
+                    sub.conflating = false;
+                    send_snapshot(&self.mirror, locate, sub, &client.link, self.last_feed_seq, true, false, self.limits, &self.counters);
+                }
+            }
+        }
+    }
+
+    /// Re-resolves every subscription's locate after a directory change or reset, sends a
+    /// snapshot to each one that gained or changed its locate, and rebuilds the routes.
+    fn resolve_subscriptions(&mut self) {
+        for client in self.clients.values_mut() {
+            for sub in &mut client.subs {
+                let locate = self.mirror.locate_of(&sub.stock);
+                if locate != sub.locate {
+                    sub.locate = locate;
+                    if let Some(locate) = locate {
+                        sub.conflating = false;
+                        send_snapshot(&self.mirror, locate, sub, &client.link, self.last_feed_seq, self.lost_events, false, self.limits, &self.counters);
+                    }
+                }
+            }
+        }
+        self.rebuild_routes();
+    }
+
+    fn rebuild_routes(&mut self) {
+        for ids in &mut self.routes {
+            ids.clear();
+        }
+        for (id, client) in &self.clients {
+            for locate in client.subs.iter().filter_map(|s| s.locate) {
+                let index = usize::from(locate);
+                if index >= self.routes.len() {
+                    self.routes.resize_with(index + 1, Vec::new);
+                }
+                if let Some(ids) = self.routes.get_mut(index) {
+                    ids.push(*id);
+                }
+            }
+        }
+    }
+
+    fn flush_conflated(&mut self) {
+        let now = Instant::now();
+        for client in self.clients.values_mut() {
+            for sub in client.subs.iter_mut().filter(|s| s.conflating) {
+                let Some(locate) = sub.locate else {
+                    continue;
+                };
+                if sub.take_token(now) {
+                    sub.conflating = false;
+                    let stale = self.lost_events;
+                    send_snapshot(&self.mirror, locate, sub, &client.link, self.last_feed_seq, stale, true, self.limits, &self.counters);
+                }
+            }
+        }
+    }
+
+    fn send_stats(&mut self) {
+        if self.directory_changed {
+            self.directory_changed = false;
+            let message = self.directory_message();
+            for client in self.clients.values() {
+                push(&client.link, &message, self.limits, &self.counters);
+            }
+        }
+        let document = match self.stats_json.lock() {
+            Ok(document) => json::stats(&document),
+            Err(_) => None,
+        };
+        let Some(message) = document else {
+            return;
+        };
+        for client in self.clients.values() {
+            push(&client.link, &message, self.limits, &self.counters);
+        }
+        let _ = self.sse.send(SseItem { event: "stats", symbol: None, data: message });
+    }
+
+    fn directory_message(&self) -> Utf8Bytes {
+        let mut symbols: Vec<String> = self
+            .mirror
+            .named_locates()
+            .filter_map(|locate| self.mirror.book(locate).and_then(|b| b.stock))
+            .map(|stock| stock.to_string())
+            .collect();
+        symbols.sort_unstable();
+        json::directory(&symbols)
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Join(link) => {
+                push(&link, &self.directory_message(), self.limits, &self.counters);
+                self.clients.insert(link.id, Client { link, subs: Vec::new() });
+            }
+            Command::Leave(id) => {
+                if self.clients.remove(&id).is_some_and(|c| c.subs.iter().any(|s| s.locate.is_some())) {
+                    self.rebuild_routes();
+                }
+            }
+            Command::Request(id, Request::Subscribe { symbol, depth, max_rate }) => {
+                self.subscribe(id, &symbol, depth, max_rate);
+            }
+            Command::Request(id, Request::Unsubscribe { symbol }) => self.unsubscribe(id, &symbol),
+        }
+    }
+
+    fn reply_error(&self, id: u64, symbol: &str, message: &str) {
+        self.counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(client) = self.clients.get(&id) {
+            push(&client.link, &json::error(Some(symbol), message), self.limits, &self.counters);
+        }
+    }
+
+    fn subscribe(&mut self, id: u64, symbol: &str, depth: Option<u16>, max_rate: Option<u32>) {
+        if symbol.is_empty() || symbol.len() > MAX_SYMBOL_LEN || !symbol.bytes().all(|b| b.is_ascii_graphic()) {
+            self.reply_error(id, symbol, "invalid symbol: expected 1 to 8 printable ASCII characters");
+            return;
+        }
+        let stock = Stock::new(symbol);
+        let Some(locate) = self.mirror.locate_of(&stock) else {
+            self.reply_error(id, symbol, "unknown symbol: not in the directory; see the directory message");
+            return;
+        };
+        let rate = match (max_rate, self.limits.max_rate) {
+            (Some(requested), 0) => requested,
+            (Some(0), limit) | (None, limit) => limit,
+            (Some(requested), limit) => requested.min(limit),
+        };
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        client.subs.retain(|s| s.stock != stock);
+        let mut sub = Subscription {
+            stock,
+            locate: Some(locate),
+            depth: depth.unwrap_or(self.limits.default_depth),
+            rate,
+            tokens: f64::from(rate),
+            refilled_at: Instant::now(),
+            conflating: false,
+        };
+        send_snapshot(&self.mirror, locate, &mut sub, &client.link, self.last_feed_seq, self.lost_events, false, self.limits, &self.counters);
+        client.subs.push(sub);
+        self.rebuild_routes();
+    }
+
+    fn unsubscribe(&mut self, id: u64, symbol: &str) {
+        let stock = Stock::new(symbol);
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let before = client.subs.len();
+        client.subs.retain(|s| s.stock != stock);
+        if client.subs.len() == before {
+            self.reply_error(id, symbol, "not subscribed to this symbol");
+            return;
+        }
+        push(&client.link, &json::unsubscribed(symbol), self.limits, &self.counters);
+        self.rebuild_routes();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_snapshot(
+    mirror: &Mirror,
+    locate: u16,
+    sub: &mut Subscription,
+    link: &ClientLink,
+    feed_seq: u64,
+    lost_events: bool,
+    conflated: bool,
+    limits: Limits,
+    counters: &Counters,
+) {
+    let Some(book) = mirror.book(locate) else {
+        return;
+    };
+    let status = if lost_events { BookStatus::Stale } else { book.status };
+    let symbol = sub.stock.to_string();
+    let message = json::snapshot(&symbol, locate, book, status, sub.depth, feed_seq, conflated);
+    push(link, &message, limits, counters);
+}
+
+/// Queues `message` for one client, or disconnects the client when its queue would pass
+/// `client_queue_bytes`. The bytes are shared, not copied.
+fn push(link: &ClientLink, message: &Utf8Bytes, limits: Limits, counters: &Counters) {
+    if link.killed.load(Ordering::Relaxed) {
+        return;
+    }
+    let len = message.as_str().len();
+    let queued = link.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+    if queued > limits.client_queue_bytes {
+        link.killed.store(true, Ordering::Relaxed);
+        link.kill.notify_one();
+        counters.slow_client_disconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client = link.id, queued, "WebSocket client too slow; disconnecting");
+        return;
+    }
+    if link.tx.send(message.clone()).is_err() {
+        link.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(rate: u32) -> Subscription {
+        Subscription {
+            stock: Stock::new("AAPL"),
+            locate: Some(1),
+            depth: 0,
+            rate,
+            tokens: f64::from(rate),
+            refilled_at: Instant::now(),
+            conflating: false,
+        }
+    }
+
+    #[test]
+    fn token_bucket_empties_and_refills() {
+        let mut sub = subscription(2);
+        let start = sub.refilled_at;
+        assert!(sub.take_token(start));
+        assert!(sub.take_token(start));
+        assert!(!sub.take_token(start));
+        assert!(sub.take_token(start + Duration::from_millis(500)));
+        assert!(!sub.take_token(start + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn rate_zero_never_limits() {
+        let mut sub = subscription(0);
+        let now = Instant::now();
+        assert!((0..10_000).all(|_| sub.take_token(now)));
+    }
+}
