@@ -112,6 +112,12 @@ impl Reporter {
             "books": self.books(),
             "record": self.record.as_deref(),
         });
+        let mut doc = doc;
+        if let (Some(object), Ok(extra)) = (doc.as_object_mut(), self.shared.extra_stats.lock()) {
+            for (key, value) in extra.iter() {
+                object.insert(key.clone(), value.clone());
+            }
+        }
         if let Ok(mut json) = self.json.lock() {
             *json = doc.to_string();
         }

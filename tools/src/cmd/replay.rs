@@ -124,6 +124,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let hold = Duration::from_secs_f64(args.hold);
     let mut hold_until: Option<Instant> = None;
     stats::run_reporter(&mut reporter, config.stats_interval(), || {
+        pipeline.refresh_web_stats();
         let now = Instant::now();
         if !control.is_started() && gate.is_open(&pipeline.shared, now) {
             control.start();

@@ -64,6 +64,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     let deadline = args.duration.map(|secs| Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
     stats::run_reporter(&mut reporter, config.stats_interval(), || {
+        pipeline.refresh_web_stats();
         let expired = deadline.is_some_and(|d| Instant::now() >= d);
         if terminate.load(Ordering::Relaxed) || expired {
             sim_stop.store(true, Ordering::Relaxed);

@@ -60,6 +60,9 @@ pub struct Shared {
     pub failed: AtomicBool,
     /// The stats JSON the reporter refreshes; the stats endpoint and the web terminal serve it.
     pub stats_json: Arc<Mutex<String>>,
+    /// Sections the reporter adds to the stats JSON as they are: `subscribers` (per TCP
+    /// subscriber, from stage 3) and `web` (the WebSocket bridge's counters).
+    pub extra_stats: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Default for Shared {
@@ -73,6 +76,7 @@ impl Default for Shared {
             book_done: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             stats_json: Arc::new(Mutex::new(String::from("{}"))),
+            extra_stats: Mutex::new(serde_json::Map::new()),
         }
     }
 }
@@ -138,6 +142,29 @@ impl Pipeline {
             web,
             threads,
         })
+    }
+
+    /// Copies the WebSocket bridge's counters into the stats JSON's `web` section.
+    pub fn refresh_web_stats(&self) {
+        let Some(web) = &self.web else { return };
+        let stats = web.stats();
+        let value = serde_json::json!({
+            "clients": stats.clients,
+            "sse_clients": stats.sse_clients,
+            "connections_accepted": stats.connections_accepted,
+            "messages_sent": stats.messages_sent,
+            "bytes_sent": stats.bytes_sent,
+            "conflated": stats.conflated,
+            "dropped": stats.dropped,
+            "protocol_errors": stats.protocol_errors,
+            "auth_failures": stats.auth_failures,
+            "origin_rejections": stats.origin_rejections,
+            "over_capacity": stats.over_capacity,
+            "slow_client_disconnects": stats.slow_client_disconnects,
+        });
+        if let Ok(mut extra) = self.shared.extra_stats.lock() {
+            extra.insert("web".into(), value);
+        }
     }
 
     /// Asks stage 1 to stop reading; the stages then drain and finish.

@@ -96,6 +96,29 @@ impl PublishStage {
         c.resnapshots.set(stats.policy.resnapshots);
         c.digests_sent.set(stats.digests_sent);
 
+        let subscribers: Vec<serde_json::Value> = self
+            .publisher
+            .subscriber_stats()
+            .iter()
+            .map(|sub| {
+                serde_json::json!({
+                    "peer": sub.peer.to_string(),
+                    "policy": format!("{:?}", sub.policy).to_lowercase(),
+                    "behind": sub.behind,
+                    "last_seq": sub.last_seq,
+                    "conflated_updates": sub.counters.conflated_updates,
+                    "catchups": sub.counters.catchups,
+                    "dropped_trades": sub.counters.dropped_trades,
+                    "resnapshots": sub.counters.resnapshots,
+                    "resnapshot_dropped_frames": sub.counters.resnapshot_dropped_frames,
+                    "disconnect_dropped_frames": sub.counters.disconnect_dropped_frames,
+                })
+            })
+            .collect();
+        if let Ok(mut extra) = self.shared.extra_stats.lock() {
+            extra.insert("subscribers".into(), serde_json::Value::Array(subscribers));
+        }
+
         // Logged from here, at most every COUNTERS_EVERY_NS: the publisher itself only counts.
         if stats.active != self.last_active {
             tracing::info!(subscribers = stats.active, accepted = stats.connections_accepted, "subscriber count changed");
