@@ -13,8 +13,7 @@
 //! - `PIPELINE_IDLE`: idle strategy of every stage (`auto`, `busy-spin`, `spin-yield`, `backoff`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mdfh::config::Config;
@@ -23,7 +22,6 @@ use mdfh::latency::{LatencyBook, Stage};
 use mdfh::pipeline::{Pipeline, Source};
 use mdfh::sim::{self, Messages, UdpSimConfig};
 use mdfh_feed::udp::{UdpConfig, UdpReceiver};
-use mdfh_publisher::client::Client;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -77,30 +75,7 @@ fn main() -> anyhow::Result<()> {
     let feed_addr = receiver.local_addr()?;
     let pipeline = Pipeline::start(&config, Source::Udp(receiver))?;
 
-    // One subscriber to every instrument, reading as fast as frames come.
-    let frames = Arc::new(AtomicU64::new(0));
-    let subscriber_done = Arc::new(AtomicBool::new(false));
-    let subscriber = {
-        let frames = frames.clone();
-        let done = subscriber_done.clone();
-        let addr = pipeline.subscriber_addr;
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let mut client = Client::connect(addr, Duration::from_secs(5))?;
-            client.set_read_timeout(Duration::from_millis(100))?;
-            client.subscribe(None, 10)?;
-            while !done.load(Ordering::Relaxed) {
-                match client.next_frame() {
-                    Ok(Some(_)) => {
-                        frames.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(None) => {}
-                    Err(_) => break,
-                }
-            }
-            Ok(())
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let subscriber = mdfh_benches::Subscriber::start(pipeline.subscriber_addr);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
@@ -142,8 +117,7 @@ fn main() -> anyhow::Result<()> {
     let shared = pipeline.shared.clone();
     pipeline.stop();
     pipeline.join();
-    subscriber_done.store(true, Ordering::Relaxed);
-    let _ = subscriber.join();
+    let frames = subscriber.stop();
 
     let mut latency = LatencyBook::new(shared.latency.clone());
     latency.roll();
@@ -157,7 +131,7 @@ fn main() -> anyhow::Result<()> {
         counters.book.unknown_orders.get() + counters.book.over_executions.get() + counters.book.duplicate_orders.get(),
         counters.feed.ring_full_waits.get(),
         counters.book.ring_full_waits.get(),
-        frames.load(Ordering::Relaxed),
+        frames,
         counters.publish.slow_consumer_disconnects.get(),
     );
     println!("{:<20} {:>10} {:>10} {:>10} {:>10} {:>10}", "stage", "count", "p50 ns", "p99 ns", "p99.9 ns", "max ns");

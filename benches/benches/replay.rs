@@ -12,7 +12,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,6 @@ use mdfh_feed::binaryfile;
 use mdfh_feed::file;
 use mdfh_feed::itch;
 use mdfh_matcher::Books;
-use mdfh_publisher::client::Client;
 
 fn main() -> anyhow::Result<()> {
     let count: usize = std::env::var("REPLAY_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
@@ -105,29 +103,7 @@ fn replay_max(path: &PathBuf, messages: u64) -> anyhow::Result<(u64, Duration)> 
     let source = ReplaySource::new(vec![path.clone()], Speed::Max, None, control.clone());
     let pipeline = Pipeline::start(&config, Source::Replay(Box::new(source)))?;
 
-    let frames = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let subscriber = {
-        let frames = frames.clone();
-        let done = done.clone();
-        let addr = pipeline.subscriber_addr;
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let mut client = Client::connect(addr, Duration::from_secs(5))?;
-            client.set_read_timeout(Duration::from_millis(100))?;
-            client.subscribe(None, 10)?;
-            while !done.load(Ordering::Relaxed) {
-                match client.next_frame() {
-                    Ok(Some(_)) => {
-                        frames.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(None) => {}
-                    Err(_) => break,
-                }
-            }
-            Ok(())
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let subscriber = mdfh_benches::Subscriber::start(pipeline.subscriber_addr);
 
     let counters = &pipeline.shared.counters;
     let start = Instant::now();
@@ -143,7 +119,6 @@ fn replay_max(path: &PathBuf, messages: u64) -> anyhow::Result<(u64, Duration)> 
     let applied = counters.book.messages_applied.get();
     pipeline.stop();
     pipeline.join();
-    done.store(true, Ordering::Relaxed);
-    let _ = subscriber.join();
+    subscriber.stop();
     Ok((applied, elapsed))
 }

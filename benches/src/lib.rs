@@ -7,6 +7,14 @@
 //! share of 5% taken from the deletes (a replace is a delete and an add in one message). Every reference the flow uses
 //! names a live order, and bids stay below asks, so a correct book never reports an error on it.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mdfh_publisher::client::Client;
+
 use mdfh_feed::itch::{
     AddOrder, Header, Message, OrderCancel, OrderDelete, OrderExecuted, OrderReplace, Side, Stock, StockDirectory, Trade,
 };
@@ -215,6 +223,50 @@ pub fn synthetic_flow(count: usize, instruments: u16, seed: u64) -> Vec<Message>
         }
     }
     out
+}
+
+/// A TCP subscriber to every instrument at depth 10 on its own thread, reading as fast as frames
+/// come and counting them, until [`Subscriber::stop`].
+pub struct Subscriber {
+    pub frames: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+    thread: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Subscriber {
+    /// Connects to `addr` and subscribes; gives the handler 300 ms to send the snapshots.
+    pub fn start(addr: SocketAddr) -> Subscriber {
+        let frames = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let frames = frames.clone();
+            let done = done.clone();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut client = Client::connect(addr, Duration::from_secs(5))?;
+                client.set_read_timeout(Duration::from_millis(100))?;
+                client.subscribe(None, 10)?;
+                while !done.load(Ordering::Relaxed) {
+                    match client.next_frame() {
+                        Ok(Some(_)) => {
+                            frames.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(None) => {}
+                        Err(_) => break,
+                    }
+                }
+                Ok(())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        Subscriber { frames, done, thread }
+    }
+
+    /// Stops reading and returns the frames received.
+    pub fn stop(self) -> u64 {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.frames.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
