@@ -11,7 +11,7 @@
 //! Run: `cargo bench -p mdfh-benches --bench replay` (env `REPLAY_MESSAGES`, default 1000000).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,14 +93,14 @@ fn report(label: &str, count: u64, elapsed: Duration) {
 
 /// Replays `path` at max speed through the pipeline with one subscriber to everything, and
 /// returns the messages applied and the time from start until the last was published.
-fn replay_max(path: &PathBuf, messages: u64) -> anyhow::Result<(u64, Duration)> {
+fn replay_max(path: &Path, messages: u64) -> anyhow::Result<(u64, Duration)> {
     let mut config = Config::default();
     config.simulator.enabled = false;
     config.stats.http = None;
     config.ws.enabled = false;
     config.publisher.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let control = Arc::new(ReplayControl::default());
-    let source = ReplaySource::new(vec![path.clone()], Speed::Max, None, control.clone());
+    let source = ReplaySource::new(vec![path.to_path_buf()], Speed::Max, None, control.clone());
     let pipeline = Pipeline::start(&config, Source::Replay(Box::new(source)))?;
 
     let subscriber = mdfh_benches::Subscriber::start(pipeline.subscriber_addr);

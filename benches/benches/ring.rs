@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, TryRecvError, TrySendError};
+use crossbeam_channel::{bounded, TrySendError};
 use hdrhistogram::Histogram;
 use crossbeam_queue::ArrayQueue;
 use mdfh::pipeline::ring::{ring, Consumer, Producer};
@@ -84,10 +84,7 @@ impl Tx for crossbeam_channel::Sender<FeedItem> {
 
 impl Rx for crossbeam_channel::Receiver<FeedItem> {
     fn try_pop(&mut self) -> Option<FeedItem> {
-        match self.try_recv() {
-            Ok(item) => Some(item),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.try_recv().ok()
     }
 }
 

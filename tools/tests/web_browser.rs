@@ -57,7 +57,7 @@ fn ladder_in_browser_equals_book() {
 
     let config = dir.join("replay.toml");
     std::fs::write(&config, handler_config(UDP_INPUT)).unwrap();
-    let mut replay = Process::spawn(
+    let replay = Process::spawn(
         "mdfh replay",
         mdfh_command().args(["replay", path_str(&itch), "--speed", "20x", "--hold", "60", "--config", path_str(&config)]),
     );
