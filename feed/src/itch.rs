@@ -3,7 +3,8 @@
 //! Every message starts with the same 11 bytes: the type letter, the stock locate (u16), the
 //! tracking number (u16) and a timestamp in nanoseconds since midnight New York time (u48). All
 //! integers are big-endian. Prices are u32 with four implied decimals (1/10000 dollars) unless a
-//! field says otherwise. Lengths below include the type byte, as the framing's length prefix does.
+//! field's documentation gives another scale. Lengths below include the type byte, as the
+//! framing's length prefix does.
 //!
 //! [`decode`] checks the length against the type before it reads any field, copies the fields
 //! into a [`Message`] value (no allocation, no borrowed bytes) and never panics.
@@ -371,7 +372,7 @@ pub const fn message_len(msg_type: u8) -> Option<usize> {
     })
 }
 
-/// Decodes one ITCH message from `buf`, which holds exactly the bytes the framing's length prefix
+/// Decodes one ITCH message from `buf`, which contains exactly the bytes the framing's length prefix
 /// covers. Bytes past the length the type defines are ignored, so that fields NASDAQ appends in
 /// later versions do not break decoding.
 ///
@@ -603,6 +604,26 @@ impl Message {
         }
     }
 
+    /// Returns the stock symbol the message carries, for the types that have one.
+    pub fn stock(&self) -> Option<Stock> {
+        Some(match self {
+            Message::StockDirectory(m) => m.stock,
+            Message::StockTradingAction(m) => m.stock,
+            Message::RegShoRestriction(m) => m.stock,
+            Message::MarketParticipantPosition(m) => m.stock,
+            Message::IpoQuotingPeriodUpdate(m) => m.stock,
+            Message::LuldAuctionCollar(m) => m.stock,
+            Message::OperationalHalt(m) => m.stock,
+            Message::AddOrder(m) => m.stock,
+            Message::Trade(m) => m.stock,
+            Message::CrossTrade(m) => m.stock,
+            Message::Noii(m) => m.stock,
+            Message::Rpii(m) => m.stock,
+            Message::Dlcr(m) => m.stock,
+            _ => return None,
+        })
+    }
+
     /// Returns the ITCH type letter of the message (`A` or `F` for an add order).
     pub fn msg_type(&self) -> u8 {
         match self {
@@ -634,7 +655,7 @@ impl Message {
 
     /// Returns the length of the encoded message, type byte included.
     pub fn encoded_len(&self) -> usize {
-        // Every variant's letter is one `message_len` knows.
+        // `message_len` defines a length for the letter of every variant.
         message_len(self.msg_type()).unwrap_or(0)
     }
 

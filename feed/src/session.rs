@@ -4,7 +4,7 @@
 //! message and a message count. Count 0 is a heartbeat and count 0xFFFF the end of the session.
 //! Both carry the sequence number of the next message the server will send. [`SessionTracker`]
 //! compares each packet with the next sequence number it expects and returns a [`PacketAction`]
-//! that tells the caller which messages to deliver.
+//! naming the messages the caller delivers.
 //!
 //! SoupBinTCP input uses the same tracker: pass Login Accepted to
 //! [`SessionTracker::on_login_accepted`] and each sequenced message to
@@ -27,7 +27,7 @@ pub const SESSION_CONFIRM_PACKETS: u32 = 3;
 /// Sessions remembered after they were replaced; their late packets are dropped as stale.
 const RECENT_SESSIONS: usize = 4;
 
-/// What the caller does with the messages of a packet. A gap is the range of sequence numbers
+/// Decision on the messages of one packet. A gap is the range of sequence numbers
 /// `expected..received` (end excluded) that never arrived. The tracker passes each gap to its
 /// [`GapHandler`] before it returns the action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,7 +332,7 @@ impl<H: GapHandler> SessionTracker<H> {
     }
 }
 
-/// What [`FileSequence::check`] decided about one message of a recorded file.
+/// Decision of [`FileSequence::check`] on one message of a recorded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileVerdict {
     /// The next message, or one without a sequence number: apply it.

@@ -15,7 +15,7 @@ pub struct LevelChange {
     pub orders: u32,
 }
 
-/// Where a trade came from.
+/// Source of a trade print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TradeKind {
     /// A displayed resting order executed (`E` or `C`).

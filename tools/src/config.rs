@@ -30,7 +30,7 @@ pub struct Config {
     pub ws: WsSection,
 }
 
-/// Where stage 1 reads the feed from.
+/// Input of stage 1: the feed's transport and address.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InputConfig {
@@ -96,7 +96,7 @@ pub struct SimulatorConfig {
     pub rate: u64,
     /// Replay the file again, as a new session, after each pass.
     pub repeat: bool,
-    /// Where to send; none sends to the input's bind address (or group).
+    /// Destination of the packets; none sends to the input's bind address (or group).
     pub target: Option<SocketAddr>,
 }
 
@@ -260,7 +260,7 @@ impl Default for PipelineConfig {
     }
 }
 
-/// Which core each stage runs on.
+/// Core assignment of the three stages.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pinning {

@@ -127,7 +127,7 @@ fn list_instruments(feed: &FeedFile) -> BTreeMap<u16, Option<Stock>> {
             continue;
         }
         let symbol = instruments.entry(locate).or_default();
-        match (&message, message_stock(&message)) {
+        match (&message, message.stock()) {
             (Message::StockDirectory(directory), _) => *symbol = Some(directory.stock),
             (_, Some(stock)) if symbol.is_none() => *symbol = Some(stock),
             _ => {}
@@ -165,26 +165,6 @@ fn describe(instruments: &BTreeMap<u16, Option<Stock>>) -> String {
         names.push(format!("and {} more", instruments.len() - MAX_LISTED_INSTRUMENTS));
     }
     format!("the {} instruments of the file: {}", instruments.len(), names.join(", "))
-}
-
-/// Returns the symbol a message carries, if its type has one.
-fn message_stock(message: &Message) -> Option<Stock> {
-    Some(match message {
-        Message::StockDirectory(m) => m.stock,
-        Message::StockTradingAction(m) => m.stock,
-        Message::RegShoRestriction(m) => m.stock,
-        Message::MarketParticipantPosition(m) => m.stock,
-        Message::IpoQuotingPeriodUpdate(m) => m.stock,
-        Message::LuldAuctionCollar(m) => m.stock,
-        Message::OperationalHalt(m) => m.stock,
-        Message::AddOrder(m) => m.stock,
-        Message::Trade(m) => m.stock,
-        Message::CrossTrade(m) => m.stock,
-        Message::Noii(m) => m.stock,
-        Message::Rpii(m) => m.stock,
-        Message::Dlcr(m) => m.stock,
-        _ => return None,
-    })
 }
 
 /// Writes the top `levels` levels of `book` as one CSV row.

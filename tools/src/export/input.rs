@@ -6,7 +6,7 @@ use std::path::Path;
 
 use mdfh_feed::session::{FileSequence, FileVerdict};
 use mdfh_feed::file::{FeedFile, FileError, FileMessages};
-use mdfh_feed::itch::{Message, Stock};
+use mdfh_feed::itch::Message;
 use mdfh_feed::DecodeError;
 
 use super::dbn_input::{self, DbnError, DbnFile, DbnMessages};
@@ -124,7 +124,7 @@ impl InputFile {
                     instrument.symbol = directory.stock.as_str().to_owned();
                 }
             } else if instrument.symbol.is_empty() {
-                if let Some(stock) = message_stock(&event.message) {
+                if let Some(stock) = event.message.stock() {
                     instrument.symbol = stock.as_str().to_owned();
                 }
             }
@@ -234,22 +234,3 @@ impl Iterator for InputEvents<'_> {
     }
 }
 
-/// Returns the symbol a message carries, if its type has one.
-pub(crate) fn message_stock(message: &Message) -> Option<Stock> {
-    Some(match message {
-        Message::StockDirectory(m) => m.stock,
-        Message::StockTradingAction(m) => m.stock,
-        Message::RegShoRestriction(m) => m.stock,
-        Message::MarketParticipantPosition(m) => m.stock,
-        Message::IpoQuotingPeriodUpdate(m) => m.stock,
-        Message::LuldAuctionCollar(m) => m.stock,
-        Message::OperationalHalt(m) => m.stock,
-        Message::AddOrder(m) => m.stock,
-        Message::Trade(m) => m.stock,
-        Message::CrossTrade(m) => m.stock,
-        Message::Noii(m) => m.stock,
-        Message::Rpii(m) => m.stock,
-        Message::Dlcr(m) => m.stock,
-        _ => return None,
-    })
-}

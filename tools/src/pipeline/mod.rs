@@ -1,8 +1,8 @@
 //! The three-stage pipeline: receive and decode, book update, publish. Each stage is a thread
 //! (pinned when configured) running an agent loop: do a bounded amount of work, then let the idle
 //! strategy wait if there was none. Stages hand items over through bounded single-producer
-//! single-consumer rings; nothing on the per-message path allocates, locks or logs (errors are
-//! counted, and logged at most once a second per kind).
+//! single-consumer rings. Nothing on the per-message path allocates, locks or logs: errors are
+//! counted, and logged at most once a second per kind.
 //!
 //! Shutdown runs front to back: the stop flag ends stage 1, which marks itself done; stage 2 drains
 //! its ring and then finishes; stage 3 drains its ring, sends every subscriber a Goodbye frame and
@@ -32,7 +32,7 @@ pub use book::TopOfBookSummary;
 pub use receive::Recording;
 pub use receive::Source;
 
-/// What stage 1 hands to stage 2.
+/// Item stage 1 hands to stage 2.
 #[derive(Debug, Clone, Copy)]
 pub enum FeedItem {
     /// A decoded message with its feed sequence number and timestamps (monotonic ns).

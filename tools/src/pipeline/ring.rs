@@ -4,7 +4,7 @@
 //! thread pushes and one pops, which is what lets both sides work with plain loads and stores:
 //!
 //! - `tail` (written by the producer only) is the number of items ever pushed; `head` (written by
-//!   the consumer only) is the number ever popped. Slot `i & mask` holds item `i`. Both counters
+//!   the consumer only) is the number ever popped. Slot `i & mask` contains item `i`. Both counters
 //!   grow without wrapping in practice (2^64 items).
 //! - The producer writes the slot, then publishes it with a `Release` store of `tail`; the
 //!   consumer's `Acquire` load of `tail` makes the slot's contents visible before it reads them.
