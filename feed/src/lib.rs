@@ -16,6 +16,7 @@ pub mod file;
 pub mod itch;
 pub mod moldudp64;
 pub mod pcap;
+pub mod recovery;
 pub mod session;
 pub mod soupbintcp;
 pub mod udp;
