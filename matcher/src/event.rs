@@ -47,6 +47,47 @@ pub enum BookStatus {
     Stale,
 }
 
+/// Feed-wide quality of the books, from gap recovery of the input feed. It applies to every book
+/// at once, on top of each book's own [`BookStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QualityState {
+    /// No message has been lost since the session started.
+    Ok,
+    /// Messages are missing and being recovered. Books are behind, because later messages are held
+    /// back, but not wrong.
+    Recovering,
+    /// Every gap was filled, so the books are right again.
+    Recovered,
+    /// Recovery was abandoned. Books may differ from the exchange's until the next session
+    /// ([`BookEvent::Reset`]).
+    Stale,
+}
+
+/// Feed-wide quality and the first missing sequence number it refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedQuality {
+    pub state: QualityState,
+    /// Recovering / Stale: the first feed sequence number that is missing; 0 otherwise.
+    pub since: u64,
+}
+
+impl FeedQuality {
+    /// Quality at the start of a session: nothing lost.
+    pub const OK: FeedQuality = FeedQuality { state: QualityState::Ok, since: 0 };
+
+    /// Returns true when the feed quality lets books be trusted (`Ok` or `Recovered`). Each book's
+    /// own [`BookStatus`] must be `Ok` too.
+    pub fn is_trustworthy(&self) -> bool {
+        matches!(self.state, QualityState::Ok | QualityState::Recovered)
+    }
+}
+
+impl Default for FeedQuality {
+    fn default() -> Self {
+        FeedQuality::OK
+    }
+}
+
 /// One output of [`crate::Books::apply`] or of a session-level action on the books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BookEvent {
@@ -61,12 +102,17 @@ pub enum BookEvent {
     TradingState { locate: u16, state: u8 },
     /// The status of the book of `locate` changed.
     Status { locate: u16, status: BookStatus },
-    /// Every book was cleared, because a new feed session started.
+    /// Every book was cleared, because a new feed session started. The feed quality is
+    /// [`QualityState::Ok`] afterwards.
     Reset,
+    /// The feed-wide quality changed, which applies to every book. The book stage emits it on each
+    /// change; [`crate::Books`] does not.
+    Quality { quality: FeedQuality },
 }
 
 impl BookEvent {
-    /// Returns the instrument the event is about, or `None` for [`BookEvent::Reset`].
+    /// Returns the instrument the event is about, or `None` for the feed-wide
+    /// [`BookEvent::Reset`] and [`BookEvent::Quality`].
     pub fn locate(&self) -> Option<u16> {
         match *self {
             BookEvent::Level { locate, .. }
@@ -74,7 +120,7 @@ impl BookEvent {
             | BookEvent::Directory { locate, .. }
             | BookEvent::TradingState { locate, .. }
             | BookEvent::Status { locate, .. } => Some(locate),
-            BookEvent::Reset => None,
+            BookEvent::Reset | BookEvent::Quality { .. } => None,
         }
     }
 }

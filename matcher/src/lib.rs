@@ -21,6 +21,8 @@ pub mod order;
 pub use book::{Book, TRADING_STATE_UNKNOWN};
 pub use books::{Books, DEFAULT_LEVELS_PER_SIDE};
 pub use error::{BookError, ErrorCounts};
-pub use event::{BookEvent, BookStatus, LevelChange, TradeEvent, TradeKind};
+pub use event::{
+    BookEvent, BookStatus, FeedQuality, LevelChange, QualityState, TradeEvent, TradeKind,
+};
 pub use level::Level;
 pub use order::Order;

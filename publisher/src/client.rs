@@ -5,13 +5,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use mdfh_feed::itch::Stock;
+use mdfh_matcher::FeedQuality;
 
 use crate::decode::decode_frame;
 use crate::encode::{
     encode_client_heartbeat, encode_digest_request, encode_resnapshot, encode_set_policy,
     encode_subscribe, encode_unsubscribe,
 };
-use crate::protocol::{is_valid_symbol, OwnedFrame, SlowConsumerPolicy, Target, LENGTH_PREFIX_LEN};
+use crate::protocol::{is_valid_symbol, Frame, OwnedFrame, SlowConsumerPolicy, Target, LENGTH_PREFIX_LEN};
 
 /// Initial size of the receive buffer; it grows to hold the largest frame received.
 const INITIAL_BUFFER: usize = 64 * 1024;
@@ -28,6 +29,8 @@ pub struct Client {
     /// Stream offset of `buf[start]`, for error messages.
     offset: usize,
     request: Vec<u8>,
+    /// Quality of the last FeedQuality frame read; Ok before the first and after a Reset.
+    quality: FeedQuality,
 }
 
 impl Client {
@@ -49,6 +52,7 @@ impl Client {
             end: 0,
             offset: 0,
             request: Vec::with_capacity(64),
+            quality: FeedQuality::OK,
         })
     }
 
@@ -56,6 +60,13 @@ impl Client {
     /// [`crate::server::SubscriberStats`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
+    }
+
+    /// Returns the feed quality of the last FeedQuality frame [`Client::next_frame`] returned: Ok
+    /// before the first and after a Reset. Combine it with each book's status, as
+    /// [`crate::ClientBook::is_trustworthy`] does.
+    pub fn quality(&self) -> FeedQuality {
+        self.quality
     }
 
     /// Sets how long [`Client::next_frame`] waits for data. A zero duration is rejected by the
@@ -130,6 +141,11 @@ impl Client {
             let pending = self.buf.get(self.start..self.end).unwrap_or(&[]);
             match decode_frame(pending) {
                 Ok(Some((frame, consumed))) => {
+                    match frame {
+                        Frame::FeedQuality(update) => self.quality = update.quality,
+                        Frame::Reset { .. } => self.quality = FeedQuality::OK,
+                        _ => {}
+                    }
                     let owned = frame.to_owned_frame();
                     self.advance(consumed);
                     return Ok(Some(owned));

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use mdfh_feed::itch::{Side, Stock};
-use mdfh_matcher::BookStatus;
+use mdfh_matcher::{BookStatus, FeedQuality};
 
 use crate::error::ProtocolError;
 use crate::digest::book_digest;
@@ -87,7 +87,8 @@ impl<'a> From<&'a str> for InstrumentKey<'a> {
 }
 
 /// Per-instrument L2 books built from Snapshot, LevelUpdate, BookStatus, TradingState and Reset
-/// frames, with sequence gap detection, Digest verification and conflated catch-up tracking.
+/// frames, with sequence gap detection, Digest verification, conflated catch-up tracking and the
+/// latest feed quality (FeedQuality frames).
 #[derive(Debug, Default)]
 pub struct ClientBook {
     books: HashMap<u16, InstrumentBook>,
@@ -102,6 +103,10 @@ pub struct ClientBook {
     catchups: u64,
     conflated_updates: u64,
     dropped_trades: u64,
+    /// Latest feed quality: Ok until a FeedQuality frame changes it, and Ok again after a Reset.
+    quality: FeedQuality,
+    /// Feed sequence number of the FeedQuality frame that set `quality`.
+    quality_feed_seq: u64,
 }
 
 impl ClientBook {
@@ -128,9 +133,16 @@ impl ClientBook {
             OwnedFrame::TradingState(update) => {
                 self.book_mut(update.locate, update.seq).map(|b| b.trading_state = update.state)
             }
-            OwnedFrame::Reset { .. } => {
+            OwnedFrame::Reset { feed_seq, .. } => {
                 self.books.clear();
                 self.locates.clear();
+                self.quality = FeedQuality::OK;
+                self.quality_feed_seq = *feed_seq;
+                Ok(())
+            }
+            OwnedFrame::FeedQuality(update) => {
+                self.quality = update.quality;
+                self.quality_feed_seq = update.feed_seq;
                 Ok(())
             }
             OwnedFrame::Digest(digest) => self.verify_digest(digest),
@@ -222,6 +234,24 @@ impl ClientBook {
         }
     }
 
+    /// Returns the latest feed quality, which applies to every book.
+    pub fn quality(&self) -> FeedQuality {
+        self.quality
+    }
+
+    /// Returns the feed sequence number of the FeedQuality or Reset frame that set the quality.
+    pub fn quality_feed_seq(&self) -> u64 {
+        self.quality_feed_seq
+    }
+
+    /// Returns whether the book of an instrument can be trusted: its own status is Ok and the
+    /// feed quality is Ok or Recovered. `None` when the instrument has no book. A book inside a
+    /// conflated catch-up batch ([`ClientBook::in_catchup`]) is behind until the batch ends.
+    pub fn is_trustworthy<'k>(&self, key: impl Into<InstrumentKey<'k>>) -> Option<bool> {
+        let book = self.book(key)?;
+        Some(book.status == BookStatus::Ok && self.quality.is_trustworthy())
+    }
+
     /// Returns the bids and asks of an instrument, best first.
     pub fn levels<'k>(&self, key: impl Into<InstrumentKey<'k>>) -> Option<(&[Level], &[Level])> {
         self.book(key).map(|b| (b.bids(), b.asks()))
@@ -310,7 +340,8 @@ impl ClientBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{SnapshotHeader, TRADING_STATE_UNKNOWN};
+    use crate::protocol::{QualityUpdate, SnapshotHeader, StatusUpdate, TRADING_STATE_UNKNOWN};
+    use mdfh_matcher::QualityState;
 
     fn snapshot(seq: u64, depth: u16, bids: &[(u32, u64)], asks: &[(u32, u64)]) -> OwnedFrame {
         let level = |&(price, shares): &(u32, u64)| Level { price, shares, orders: 1 };
@@ -414,6 +445,48 @@ mod tests {
         assert_eq!(book.catchups(), 1);
         assert_eq!(book.conflated_updates(), 9);
         assert_eq!(book.dropped_trades(), 2);
+    }
+
+    fn quality(seq: u64, state: QualityState, since: u64) -> OwnedFrame {
+        OwnedFrame::FeedQuality(QualityUpdate { seq, feed_seq: 40 + seq, quality: FeedQuality { state, since } })
+    }
+
+    #[test]
+    fn quality_sets_trust() {
+        let mut book = ClientBook::new();
+        assert_eq!(book.apply(&snapshot(1, 0, &[(100, 1)], &[])), Ok(()));
+        assert_eq!(book.quality(), FeedQuality::OK);
+        assert_eq!(book.is_trustworthy("ZVZZT"), Some(true));
+
+        assert_eq!(book.apply(&quality(2, QualityState::Recovering, 17)), Ok(()));
+        assert_eq!(book.quality(), FeedQuality { state: QualityState::Recovering, since: 17 });
+        assert_eq!(book.quality_feed_seq(), 42);
+        assert_eq!(book.is_trustworthy("ZVZZT"), Some(false));
+
+        assert_eq!(book.apply(&quality(3, QualityState::Recovered, 0)), Ok(()));
+        assert_eq!(book.is_trustworthy("ZVZZT"), Some(true));
+
+        assert_eq!(book.apply(&quality(4, QualityState::Stale, 17)), Ok(()));
+        assert_eq!(book.is_trustworthy("ZVZZT"), Some(false));
+        assert_eq!(book.is_trustworthy("OTHER"), None);
+    }
+
+    #[test]
+    fn stale_book_untrusted_when_feed_ok() {
+        let mut book = ClientBook::new();
+        assert_eq!(book.apply(&snapshot(1, 0, &[(100, 1)], &[])), Ok(()));
+        let stale = StatusUpdate { seq: 2, locate: 5, status: BookStatus::Stale, feed_seq: 3 };
+        assert_eq!(book.apply(&OwnedFrame::BookStatus(stale)), Ok(()));
+        assert_eq!(book.quality(), FeedQuality::OK);
+        assert_eq!(book.is_trustworthy(5), Some(false));
+    }
+
+    #[test]
+    fn reset_restores_ok_quality() {
+        let mut book = ClientBook::new();
+        assert_eq!(book.apply(&quality(1, QualityState::Stale, 9)), Ok(()));
+        assert_eq!(book.apply(&OwnedFrame::Reset { seq: 2, feed_seq: 0 }), Ok(()));
+        assert_eq!(book.quality(), FeedQuality::OK);
     }
 
     #[test]

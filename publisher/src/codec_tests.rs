@@ -2,7 +2,7 @@
 //! decode error.
 
 use mdfh_feed::itch::{Side, Stock};
-use mdfh_matcher::{BookStatus, TradeEvent, TradeKind};
+use mdfh_matcher::{BookStatus, FeedQuality, QualityState, TradeEvent, TradeKind};
 
 use crate::decode::{decode_frame, decode_frame_with_limit};
 use crate::encode::{encode_error, encode_goodbye, encode_snapshot, encode_subscribe};
@@ -71,6 +71,22 @@ fn sample_frames() -> Vec<Vec<u8>> {
         Frame::BookStatus(StatusUpdate { seq: 9, locate: 1, status: BookStatus::Ok, feed_seq: 8 }),
         Frame::TradingState(TradingStateUpdate { seq: 10, locate: 1, state: b'H', feed_seq: 8 }),
         Frame::Reset { seq: 11, feed_seq: 0 },
+        Frame::FeedQuality(QualityUpdate { seq: 12, feed_seq: 0, quality: FeedQuality::OK }),
+        Frame::FeedQuality(QualityUpdate {
+            seq: 13,
+            feed_seq: 900,
+            quality: FeedQuality { state: QualityState::Recovering, since: 881 },
+        }),
+        Frame::FeedQuality(QualityUpdate {
+            seq: 14,
+            feed_seq: 950,
+            quality: FeedQuality { state: QualityState::Recovered, since: 0 },
+        }),
+        Frame::FeedQuality(QualityUpdate {
+            seq: u64::MAX,
+            feed_seq: u64::MAX,
+            quality: FeedQuality { state: QualityState::Stale, since: u64::MAX },
+        }),
     ];
     let mut encoded: Vec<Vec<u8>> = frames
         .iter()
@@ -160,6 +176,7 @@ fn fixed_frame_sizes() {
             b'T' => 53,
             b'B' | b'V' => 24,
             b'R' => 21,
+            b'Q' => 30,
             other => panic!("unexpected type {other}"),
         };
         assert_eq!(size, expected, "size of frame type '{}'", frame_type as char);
@@ -188,6 +205,36 @@ fn level_update_layout() {
     assert_eq!(&bytes[28..32], &[0x55; 4]);
     assert_eq!(&bytes[32..40], &[0x66; 8]);
     assert_eq!(&bytes[40..48], &[0x77; 8]);
+}
+
+#[test]
+fn feed_quality_layout() {
+    let update = QualityUpdate {
+        seq: 0x1111_1111_1111_1111,
+        feed_seq: 0x2222_2222_2222_2222,
+        quality: FeedQuality { state: QualityState::Recovering, since: 0x3333_3333_3333_3333 },
+    };
+    let mut bytes = Vec::new();
+    crate::encode::encode_feed_quality(&mut bytes, &update);
+    assert_eq!(bytes.len(), 30);
+    assert_eq!(&bytes[0..4], &26u32.to_le_bytes());
+    assert_eq!(bytes[4], b'Q');
+    assert_eq!(&bytes[5..13], &[0x11; 8]);
+    assert_eq!(&bytes[13..21], &[0x22; 8]);
+    assert_eq!(bytes[21], b'R');
+    assert_eq!(&bytes[22..30], &[0x33; 8]);
+    assert!(is_data_frame(b'Q'));
+}
+
+#[test]
+fn quality_state_bytes() {
+    let cases =
+        [(QualityState::Ok, b'O'), (QualityState::Recovering, b'R'), (QualityState::Recovered, b'C'), (QualityState::Stale, b'S')];
+    for (state, byte) in cases {
+        assert_eq!(quality_state_byte(state), byte, "byte of {state:?}");
+        assert_eq!(quality_state_from_byte(byte), Some(state), "state of '{}'", byte as char);
+    }
+    assert_eq!(quality_state_from_byte(b'X'), None);
 }
 
 #[test]
@@ -287,6 +334,8 @@ fn bad_lengths_are_errors() {
         raw_frame(b'B', &[0; 18]),
         raw_frame(b'V', &[0; 20]),
         raw_frame(b'R', &[0; 8]),
+        raw_frame(b'Q', &[0; 24]),
+        raw_frame(b'Q', &[0; 26]),
         raw_frame(b'E', &[1]),
         raw_frame(b'G', &[1, 0]),
         raw_frame(b'S', &[0; 20]),
@@ -354,8 +403,12 @@ fn invalid_fields_name_field_and_offset() {
     encode_error(&mut error, ErrorCode::BadLength, "x");
     let mut bad_code = error.clone();
     bad_code[5] = 0;
+    let mut quality = Vec::new();
+    Frame::FeedQuality(QualityUpdate { seq: 1, feed_seq: 1, quality: FeedQuality::OK }).encode(&mut quality);
+    let mut bad_quality = quality.clone();
+    bad_quality[21] = b'X';
 
-    let cases: [(&str, Vec<u8>, usize, &str); 12] = [
+    let cases: [(&str, Vec<u8>, usize, &str); 13] = [
         ("bad symbol byte", bad_symbol, 6, "symbol"),
         ("leading space", leading_space, 6, "symbol"),
         ("control byte", control_byte, 6, "symbol"),
@@ -368,6 +421,7 @@ fn invalid_fields_name_field_and_offset() {
         ("bad ack state", bad_ack, 18, "ack state"),
         ("bad goodbye reason", bad_reason, 5, "goodbye reason"),
         ("bad error code", bad_code, 5, "error code"),
+        ("bad quality state", bad_quality, 21, "quality state"),
     ];
     for (name, bytes, expected_offset, expected_field) in cases {
         let result = decode_frame(&bytes);

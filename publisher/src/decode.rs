@@ -2,14 +2,14 @@
 //! it used, `None` when the buffer holds only part of a frame, or an error naming the offset.
 
 use mdfh_feed::itch::{Side, Stock};
-use mdfh_matcher::{BookStatus, TradeEvent, TradeKind};
+use mdfh_matcher::{BookStatus, FeedQuality, TradeEvent, TradeKind};
 
 use crate::encode::{ALL_SYMBOL, FLAG_ALL};
 use crate::error::ProtocolError;
 use crate::protocol::{
-    frame_type, is_valid_symbol, AckState, Catchup, CatchupPhase, DigestUpdate, ErrorCode,
+    frame_type, is_valid_symbol, quality_state_from_byte, AckState, Catchup, CatchupPhase, DigestUpdate, ErrorCode,
     SlowConsumerPolicy, Frame, GoodbyeReason, Level, LevelUpdate,
-    Levels, Snapshot, SnapshotHeader, StatusUpdate, SubscribeAck, Target, TradeUpdate,
+    Levels, QualityUpdate, Snapshot, SnapshotHeader, StatusUpdate, SubscribeAck, Target, TradeUpdate,
     TradingStateUpdate, LENGTH_PREFIX_LEN, LEVEL_LEN, MAX_FRAME_LEN,
     MAX_TEXT_LEN, SNAPSHOT_FIXED_LEN,
 };
@@ -186,6 +186,18 @@ impl<'a> FrameBytes<'a> {
             frame_type::RESET => {
                 self.expect_len(17, "17")?;
                 Ok(Frame::Reset { seq: self.u64(5), feed_seq: self.u64(13) })
+            }
+            frame_type::FEED_QUALITY => {
+                self.expect_len(26, "26")?;
+                let byte = self.u8(21);
+                let Some(state) = quality_state_from_byte(byte) else {
+                    return Err(self.invalid(21, "quality state", byte.into()));
+                };
+                Ok(Frame::FeedQuality(QualityUpdate {
+                    seq: self.u64(5),
+                    feed_seq: self.u64(13),
+                    quality: FeedQuality { state, since: self.u64(22) },
+                }))
             }
             other => Err(ProtocolError::UnknownType { offset: 0, frame_type: other, len: self.len }),
         }

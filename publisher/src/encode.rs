@@ -6,9 +6,9 @@ use mdfh_feed::itch::{Side, Stock};
 use mdfh_matcher::{BookStatus, TradeKind};
 
 use crate::protocol::{
-    frame_type, AckState, Catchup, CatchupPhase, DigestUpdate, ErrorCode, Frame,
+    frame_type, quality_state_byte, AckState, Catchup, CatchupPhase, DigestUpdate, ErrorCode, Frame,
     SlowConsumerPolicy, GoodbyeReason, Level, LevelUpdate, SnapshotHeader,
-    StatusUpdate, SubscribeAck, Target, TradeUpdate, TradingStateUpdate, LENGTH_PREFIX_LEN,
+    QualityUpdate, StatusUpdate, SubscribeAck, Target, TradeUpdate, TradingStateUpdate, LENGTH_PREFIX_LEN,
     MAX_SNAPSHOT_LEVELS, MAX_TEXT_LEN,
 };
 
@@ -212,6 +212,16 @@ pub fn encode_reset(buf: &mut Vec<u8>, seq: u64, feed_seq: u64) {
     finish(buf, start);
 }
 
+/// Appends a FeedQuality.
+pub fn encode_feed_quality(buf: &mut Vec<u8>, update: &QualityUpdate) {
+    let start = begin(buf, frame_type::FEED_QUALITY);
+    buf.extend_from_slice(&update.seq.to_le_bytes());
+    buf.extend_from_slice(&update.feed_seq.to_le_bytes());
+    buf.push(quality_state_byte(update.quality.state));
+    buf.extend_from_slice(&update.quality.since.to_le_bytes());
+    finish(buf, start);
+}
+
 impl Frame<'_> {
     /// Appends the frame in its wire form.
     pub fn encode(&self, buf: &mut Vec<u8>) {
@@ -237,6 +247,7 @@ impl Frame<'_> {
             Frame::Reset { seq, feed_seq } => encode_reset(buf, seq, feed_seq),
             Frame::Digest(d) => encode_digest(buf, &d),
             Frame::Catchup(c) => encode_catchup(buf, &c),
+            Frame::FeedQuality(q) => encode_feed_quality(buf, &q),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! Encoding is in [`crate::encode`], decoding in [`crate::decode`].
 
 use mdfh_feed::itch::{Side, Stock};
-use mdfh_matcher::{BookStatus, TradeEvent};
+use mdfh_matcher::{BookStatus, FeedQuality, QualityState, TradeEvent};
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_LEN: usize = 4;
@@ -75,6 +75,8 @@ pub mod frame_type {
     pub const DIGEST: u8 = b'D';
     /// Data: start or end of a conflated catch-up batch.
     pub const CATCHUP: u8 = b'C';
+    /// Data: the feed-wide quality changed; it applies to every book.
+    pub const FEED_QUALITY: u8 = b'Q';
 }
 
 /// Returns whether frames of type `frame_type` are data frames, which carry a sequence number at
@@ -90,6 +92,7 @@ pub fn is_data_frame(frame_type: u8) -> bool {
             | frame_type::RESET
             | frame_type::DIGEST
             | frame_type::CATCHUP
+            | frame_type::FEED_QUALITY
     )
 }
 
@@ -366,6 +369,36 @@ pub struct DigestUpdate {
     pub crc: u32,
 }
 
+/// Body of a FeedQuality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QualityUpdate {
+    pub seq: u64,
+    /// Feed sequence number of the event that changed the quality; the Reset's after a Reset.
+    pub feed_seq: u64,
+    pub quality: FeedQuality,
+}
+
+/// Returns the wire byte of a quality state: `O` ok, `R` recovering, `C` recovered, `S` stale.
+pub fn quality_state_byte(state: QualityState) -> u8 {
+    match state {
+        QualityState::Ok => b'O',
+        QualityState::Recovering => b'R',
+        QualityState::Recovered => b'C',
+        QualityState::Stale => b'S',
+    }
+}
+
+/// Returns the quality state of a wire byte, or `None` for an unknown one.
+pub fn quality_state_from_byte(byte: u8) -> Option<QualityState> {
+    match byte {
+        b'O' => Some(QualityState::Ok),
+        b'R' => Some(QualityState::Recovering),
+        b'C' => Some(QualityState::Recovered),
+        b'S' => Some(QualityState::Stale),
+        _ => None,
+    }
+}
+
 /// Whether a Catchup frame opens or closes a conflated batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CatchupPhase {
@@ -413,6 +446,7 @@ pub enum Frame<'a> {
     Reset { seq: u64, feed_seq: u64 },
     Digest(DigestUpdate),
     Catchup(Catchup),
+    FeedQuality(QualityUpdate),
 }
 
 impl Frame<'_> {
@@ -438,6 +472,7 @@ impl Frame<'_> {
             Frame::Reset { .. } => frame_type::RESET,
             Frame::Digest(_) => frame_type::DIGEST,
             Frame::Catchup(_) => frame_type::CATCHUP,
+            Frame::FeedQuality(_) => frame_type::FEED_QUALITY,
         }
     }
 
@@ -453,6 +488,7 @@ impl Frame<'_> {
             Frame::Reset { seq, .. } => Some(*seq),
             Frame::Digest(d) => Some(d.seq),
             Frame::Catchup(c) => Some(c.seq),
+            Frame::FeedQuality(q) => Some(q.seq),
             _ => None,
         }
     }
@@ -487,6 +523,7 @@ impl Frame<'_> {
             Frame::Reset { seq, feed_seq } => OwnedFrame::Reset { seq, feed_seq },
             Frame::Digest(d) => OwnedFrame::Digest(d),
             Frame::Catchup(c) => OwnedFrame::Catchup(c),
+            Frame::FeedQuality(q) => OwnedFrame::FeedQuality(q),
         }
     }
 }
@@ -513,6 +550,7 @@ pub enum OwnedFrame {
     Reset { seq: u64, feed_seq: u64 },
     Digest(DigestUpdate),
     Catchup(Catchup),
+    FeedQuality(QualityUpdate),
 }
 
 impl OwnedFrame {
@@ -528,6 +566,7 @@ impl OwnedFrame {
             OwnedFrame::Reset { seq, .. } => Some(*seq),
             OwnedFrame::Digest(d) => Some(d.seq),
             OwnedFrame::Catchup(c) => Some(c.seq),
+            OwnedFrame::FeedQuality(q) => Some(q.seq),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mdfh_feed::itch::Side;
+use mdfh_matcher::{BookEvent, FeedQuality, QualityState};
 use mdfh_publisher::protocol::{GoodbyeReason, SlowConsumerPolicy};
 use mdfh_publisher::{Client, ClientBook, OwnedFrame, Publisher, PublisherConfig};
 use socket2::{Domain, Socket, Type};
@@ -276,4 +277,63 @@ fn disconnect_policy_sends_goodbye() {
     );
     assert_eq!(fast_book.gaps(), 0);
     assert_book_equals_mirror(&publisher, &fast_book, 0);
+}
+
+/// Runs a slow consumer under `policy` until the policy has acted and the consumer is behind,
+/// changes the feed quality then, and returns the consumer's book after it caught up. The check
+/// runs right after each event and before the poll, because a resnapshot connection is behind only
+/// until the next poll queues its fresh snapshots.
+fn quality_while_behind(policy: SlowConsumerPolicy, acted: impl Fn(&Publisher) -> bool) -> (Publisher, ClientBook) {
+    let mut publisher = bind(&small_queue_config());
+    publisher.on_event(&directory(1, LOCATE, SYMBOL));
+    let mut slow = connect_small_buffer(&mut publisher);
+    slow.set_policy(policy).expect("send set policy");
+    let mut slow_book = subscribe(&mut publisher, &mut slow, 0);
+    let mut fast = connect(&mut publisher);
+    let mut fast_book = subscribe(&mut publisher, &mut fast, 0);
+
+    let recovering = FeedQuality { state: QualityState::Recovering, since: 50 };
+    publisher.on_event(&envelope(60, BookEvent::Quality { quality: recovering }));
+    let mut feed = Feed::new();
+    let mut frames = Vec::new();
+    let mut events = 0;
+    loop {
+        assert!(events < MAX_EVENTS, "policy did not act after {events} events");
+        feed.send(&mut publisher);
+        events += 1;
+        if acted(&publisher) && publisher.subscriber_stats().iter().any(|s| s.behind) {
+            break;
+        }
+        publisher.poll_io(Instant::now());
+        if events % 64 == 0 {
+            read_ready(&mut fast, &mut fast_book, &mut frames);
+            frames.clear();
+        }
+    }
+    let stale = FeedQuality { state: QualityState::Stale, since: 50 };
+    publisher.on_event(&envelope(feed.step, BookEvent::Quality { quality: stale }));
+
+    catch_up(&mut publisher, &mut slow, &mut slow_book);
+    catch_up(&mut publisher, &mut fast, &mut fast_book);
+    assert_eq!(fast_book.quality(), stale, "fast client quality");
+    (publisher, slow_book)
+}
+
+#[test]
+fn resnapshot_ends_with_latest_quality() {
+    let (publisher, book) =
+        quality_while_behind(SlowConsumerPolicy::Resnapshot, |p| p.stats().policy.resnapshot_dropped_frames > 0);
+    assert!(publisher.stats().policy.resnapshots >= 1);
+    assert_eq!(book.gaps(), 0);
+    assert_eq!(book.quality(), FeedQuality { state: QualityState::Stale, since: 50 });
+    assert_eq!(book.is_trustworthy(SYMBOL), Some(false));
+}
+
+#[test]
+fn conflate_ends_with_latest_quality() {
+    let (publisher, book) =
+        quality_while_behind(SlowConsumerPolicy::Conflate, |p| p.stats().policy.conflated_updates >= 2000);
+    assert!(publisher.stats().policy.catchups >= 1);
+    assert_eq!(book.gaps(), 0);
+    assert_eq!(book.quality(), FeedQuality { state: QualityState::Stale, since: 50 });
 }

@@ -15,7 +15,7 @@ fn page_has_ladder_ids() {
     let (_tap, server) = start(config());
     let (status, page) = http_get(server.local_addr(), "/ HTTP/1.1", "</html>");
     assert_eq!(status, 200);
-    for id in ["id=\"ladder\"", "id=\"asks\"", "id=\"bids\"", "id=\"tape\"", "id=\"chart\"", "data-feed-seq", "/terminal.js"] {
+    for id in ["id=\"ladder\"", "id=\"asks\"", "id=\"bids\"", "id=\"tape\"", "id=\"chart\"", "id=\"quality\"", "data-feed-seq", "/terminal.js"] {
         assert!(page.contains(id), "page lacks {id}");
     }
     assert!(!page.contains("https://"), "page loads no external resource");
@@ -24,6 +24,7 @@ fn page_has_ladder_ids() {
     assert_eq!(status, 200);
     assert!(script.contains("dataset.level"), "script sets data-level on ladder rows");
     assert!(script.contains("dataset.feedSeq"), "script sets data-feed-seq");
+    assert!(script.contains(r#"case "quality""#), "script handles quality messages");
 }
 
 #[test]

@@ -165,6 +165,9 @@ pub(crate) struct Connection {
     /// staleness target is measured from here.
     pub drained_at: Instant,
     pub policy_counters: PolicyCounters,
+    /// Whether a FeedQuality frame was ever queued, so the client may hold a quality other than
+    /// Ok that a later change must correct.
+    pub quality_queued: bool,
 }
 
 impl Connection {
@@ -193,6 +196,7 @@ impl Connection {
             resnapshot_pending: false,
             drained_at: now,
             policy_counters: PolicyCounters::default(),
+            quality_queued: false,
         }
     }
 

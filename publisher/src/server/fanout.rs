@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use mdfh_feed::itch::{Side, Stock};
-use mdfh_matcher::{BookEvent, BookStatus, LevelChange};
+use mdfh_matcher::{BookEvent, BookStatus, FeedQuality, LevelChange};
 
 use super::connection::{Connection, Counters};
 use super::{wall_clock_ns, Publisher};
@@ -121,6 +121,7 @@ impl Publisher {
             }
             BookEvent::Status { locate, status } => self.on_status(locate, status, feed_seq),
             BookEvent::Reset => self.on_reset(feed_seq),
+            BookEvent::Quality { quality } => self.on_quality(quality, feed_seq),
         }
     }
 
@@ -338,6 +339,9 @@ impl Publisher {
                 conn.queue_data(scratch, counters);
             }
         }
+        // A new session starts with nothing lost, and clients without subscriptions get no Reset
+        // frame, so a quality other than Ok is corrected here for every connection.
+        self.on_quality(FeedQuality::OK, feed_seq);
     }
 }
 

@@ -8,12 +8,14 @@
 mod connection;
 mod fanout;
 mod policy;
+mod quality;
 mod requests;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mdfh_matcher::FeedQuality;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
@@ -144,6 +146,9 @@ pub struct Publisher {
     routes: Routes,
     /// Feed sequence number of the last event applied, stamped on snapshots.
     last_feed_seq: u64,
+    /// Current feed-wide quality, and the feed sequence number of the event that set it.
+    quality: FeedQuality,
+    quality_feed_seq: u64,
     /// Encoding buffers reused for every frame.
     scratch: Vec<u8>,
     entering_scratch: Vec<u8>,
@@ -168,6 +173,8 @@ impl Publisher {
             mirror: Mirror::new(),
             routes: Routes::default(),
             last_feed_seq: 0,
+            quality: FeedQuality::OK,
+            quality_feed_seq: 0,
             scratch: Vec::with_capacity(4096),
             entering_scratch: Vec::with_capacity(64),
             counters: Counters::default(),
@@ -346,6 +353,9 @@ impl Publisher {
                 self.counters.rejected_connections += 1;
                 let text = format!("server full: {} subscribers connected", self.cfg.max_subscribers);
                 conn.begin_close(GoodbyeReason::ServerFull, &text);
+            } else {
+                let feed_seq = self.quality_feed_seq;
+                quality::queue_current_quality(&mut conn, self.quality, feed_seq, &mut self.scratch, &mut self.counters);
             }
             if let Some(entry) = self.conns.get_mut(slot) {
                 *entry = Some(conn);

@@ -19,6 +19,7 @@ use mdfh_feed::itch::Side;
 
 use super::connection::{level_key, split_level_key, Connection, Counters};
 use super::fanout::queue_snapshot;
+use super::quality::queue_current_quality;
 use super::{wall_clock_ns, Publisher};
 use crate::encode::{encode_catchup, encode_level_update};
 use crate::mirror::Mirror;
@@ -152,7 +153,7 @@ impl Publisher {
     /// low-water mark. Returns the amount of work done.
     pub(super) fn run_policy(&mut self, slot: usize, now: Instant) -> usize {
         let staleness = self.cfg.conflation_staleness;
-        let Publisher { conns, mirror, scratch, counters, last_feed_seq, .. } = self;
+        let Publisher { conns, mirror, scratch, counters, last_feed_seq, quality, quality_feed_seq, .. } = self;
         let Some(Some(conn)) = conns.get_mut(slot) else {
             return 0;
         };
@@ -181,6 +182,9 @@ impl Publisher {
             conn.policy_counters.resnapshots += 1;
             counters.policy.resnapshots += 1;
             queue_all_snapshots(conn, mirror, *last_feed_seq, scratch, counters);
+            // Quality frames were skipped while the snapshots were owed, and a queued one may
+            // have been dropped with the other unsent frames.
+            queue_current_quality(conn, *quality, *quality_feed_seq, scratch, counters);
             return 1;
         }
         0

@@ -5,10 +5,12 @@ use std::collections::HashSet;
 use std::io;
 
 use mdfh_feed::itch::Stock;
+use mdfh_matcher::FeedQuality;
 
 use super::connection::{Conflation, Connection, SymbolSub};
 use super::fanout::{queue_snapshot, Route};
 use super::policy::{dirty_capacity, queue_all_snapshots};
+use super::quality::queue_current_quality;
 use super::{Publisher, READ_BUDGET};
 use crate::decode::decode_frame_with_limit;
 use crate::digest::effective_depth;
@@ -145,7 +147,7 @@ impl Publisher {
             return;
         }
         let max_subscriptions = self.cfg.max_subscriptions;
-        let Publisher { conns, mirror, routes, scratch, counters, last_feed_seq, .. } = self;
+        let Publisher { conns, mirror, routes, scratch, counters, last_feed_seq, quality, quality_feed_seq, .. } = self;
         let Some(Some(conn)) = conns.get_mut(slot) else {
             return;
         };
@@ -207,6 +209,10 @@ impl Publisher {
                     queue_snapshot(conn, mirror, locate, depth, *last_feed_seq, scratch, counters);
                 }
             }
+        }
+        // The client may hold the quality from before it subscribed, or none at all.
+        if *quality != FeedQuality::OK {
+            queue_current_quality(conn, *quality, *quality_feed_seq, scratch, counters);
         }
     }
 

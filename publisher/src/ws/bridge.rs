@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use mdfh_feed::itch::Stock;
-use mdfh_matcher::{BookEvent, BookStatus, LevelChange, TradeEvent};
+use mdfh_matcher::{BookEvent, BookStatus, FeedQuality, LevelChange, TradeEvent};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::time::MissedTickBehavior;
 
@@ -130,6 +130,11 @@ pub(crate) struct Bridge {
     /// Client ids with a resolved subscription, indexed by locate.
     routes: Vec<Vec<u64>>,
     directory_changed: bool,
+    /// Current feed-wide quality.
+    quality: FeedQuality,
+    /// The `quality` message of the current quality, sent to each client that joins and read by
+    /// each SSE stream when it starts.
+    quality_message: watch::Sender<Utf8Bytes>,
 }
 
 impl Bridge {
@@ -139,6 +144,7 @@ impl Bridge {
         counters: Arc<Counters>,
         sse: broadcast::Sender<SseItem>,
         stats_json: Arc<Mutex<String>>,
+        quality_message: watch::Sender<Utf8Bytes>,
     ) -> Bridge {
         Bridge {
             limits,
@@ -146,6 +152,8 @@ impl Bridge {
             counters,
             sse,
             stats_json,
+            quality: FeedQuality::OK,
+            quality_message,
             mirror: Mirror::new(),
             last_feed_seq: 0,
             lost_events: false,
@@ -214,6 +222,7 @@ impl Bridge {
                 self.send_status(locate, reason, feed_seq);
             }
             BookEvent::Reset => self.on_reset(feed_seq),
+            BookEvent::Quality { quality } => self.on_quality(quality, feed_seq),
         }
     }
 
@@ -327,12 +336,30 @@ impl Bridge {
             push(&client.link, &message, self.limits, &self.counters);
         }
         self.resolve_subscriptions();
+        // A new session starts with nothing lost.
+        self.on_quality(FeedQuality::OK, feed_seq);
+    }
+
+    /// Sends a `quality` message, which is never rate limited, to every client and SSE stream.
+    /// A quality equal to the current one sends nothing.
+    fn on_quality(&mut self, quality: FeedQuality, feed_seq: u64) {
+        if quality == self.quality {
+            return;
+        }
+        self.quality = quality;
+        let message = json::quality(quality, feed_seq);
+        for client in self.clients.values() {
+            push(&client.link, &message, self.limits, &self.counters);
+        }
+        let _ = self.sse.send(SseItem { event: "quality", symbol: None, data: message.clone() });
+        self.quality_message.send_replace(message);
     }
 
     /// Marks every book stale and resends every subscription's snapshot, because the tap dropped
     /// envelopes this mirror never saw.
     // NOTE: the books stay stale until the next Reset, because the bridge has no other source to
-    // rebuild them from.
+    // rebuild them from. A Quality event dropped by the tap is lost too, so `quality` may lag
+    // until the next change.
     fn on_overflow(&mut self) {
         self.lost_events = true;
         tracing::warn!(dropped = self.tap.dropped.load(Ordering::Relaxed), "WebSocket bridge ring overflowed; books marked stale");
@@ -433,6 +460,8 @@ impl Bridge {
         match command {
             Command::Join(link) => {
                 push(&link, &self.directory_message(), self.limits, &self.counters);
+                let quality = self.quality_message.borrow().clone();
+                push(&link, &quality, self.limits, &self.counters);
                 self.clients.insert(link.id, Client { link, subs: Vec::new() });
             }
             Command::Leave(id) => {

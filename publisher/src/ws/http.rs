@@ -42,6 +42,8 @@ struct AppInner {
     sse: broadcast::Sender<SseItem>,
     shutdown: watch::Receiver<bool>,
     stats_json: Arc<Mutex<String>>,
+    /// The `quality` message of the current feed quality, the first event of every SSE stream.
+    quality: watch::Receiver<Utf8Bytes>,
     next_id: AtomicU64,
     /// WebSocket and SSE clients connected now, checked against `max_clients`.
     active: Arc<AtomicUsize>,
@@ -55,6 +57,7 @@ impl App {
         sse: broadcast::Sender<SseItem>,
         shutdown: watch::Receiver<bool>,
         stats_json: Arc<Mutex<String>>,
+        quality: watch::Receiver<Utf8Bytes>,
     ) -> App {
         let inner = AppInner {
             cfg,
@@ -63,6 +66,7 @@ impl App {
             sse,
             shutdown,
             stats_json,
+            quality,
             next_id: AtomicU64::new(1),
             active: Arc::new(AtomicUsize::new(0)),
         };
@@ -223,6 +227,8 @@ struct SseState {
     receiver: broadcast::Receiver<SseItem>,
     shutdown: watch::Receiver<bool>,
     filter: Option<Stock>,
+    /// The current quality, sent before any broadcast item; `None` once sent.
+    first: Option<Utf8Bytes>,
     _seat: Seat,
 }
 
@@ -234,17 +240,19 @@ impl Drop for SseState {
 
 fn sse_stream(app: App, seat: Seat, filter: Option<Stock>) -> impl Stream<Item = Result<Event, Infallible>> {
     app.inner.counters.sse_clients.fetch_add(1, Ordering::Relaxed);
-    let state = SseState {
-        receiver: app.inner.sse.subscribe(),
-        shutdown: app.inner.shutdown.clone(),
-        app,
-        filter,
-        _seat: seat,
-    };
+    // Subscribe before reading the current quality, so that a change in between is not lost;
+    // it may arrive twice instead.
+    let receiver = app.inner.sse.subscribe();
+    let first = Some(app.inner.quality.borrow().clone());
+    let state = SseState { receiver, shutdown: app.inner.shutdown.clone(), app, filter, first, _seat: seat };
     futures_util::stream::unfold(state, |mut state| async move {
         loop {
             if *state.shutdown.borrow() {
                 return None;
+            }
+            if let Some(quality) = state.first.take() {
+                let event = Event::default().event("quality").data(quality.as_str());
+                return Some((Ok(event), state));
             }
             let item = tokio::select! {
                 item = state.receiver.recv() => item,

@@ -4,7 +4,7 @@
 
 use axum::extract::ws::Utf8Bytes;
 use mdfh_feed::itch::Side;
-use mdfh_matcher::{BookStatus, TradeEvent, TradeKind};
+use mdfh_matcher::{BookStatus, FeedQuality, QualityState, TradeEvent, TradeKind};
 use serde::{Deserialize, Serialize};
 
 use crate::mirror::Book;
@@ -208,6 +208,31 @@ pub fn status(
         reason,
         feed_seq,
     })
+}
+
+/// Returns the JSON name of a feed quality state.
+pub fn quality_state_name(state: QualityState) -> &'static str {
+    match state {
+        QualityState::Ok => "ok",
+        QualityState::Recovering => "recovering",
+        QualityState::Recovered => "recovered",
+        QualityState::Stale => "stale",
+    }
+}
+
+#[derive(Serialize)]
+struct Quality {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    state: &'static str,
+    /// First missing feed sequence number while recovering or stale; 0 otherwise.
+    since: u64,
+    feed_seq: u64,
+}
+
+/// Encodes the feed-wide quality, which applies to every book.
+pub fn quality(quality: FeedQuality, feed_seq: u64) -> Utf8Bytes {
+    to_text(&Quality { kind: "quality", state: quality_state_name(quality.state), since: quality.since, feed_seq })
 }
 
 #[derive(Serialize)]

@@ -161,6 +161,7 @@ pub fn start(cfg: WsConfig, stats_json: Arc<Mutex<String>>) -> io::Result<(WsTap
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (command_tx, command_rx) = mpsc::channel(1024);
     let (sse_tx, _) = broadcast::channel(1024);
+    let (quality_tx, quality_rx) = watch::channel(json::quality(mdfh_matcher::FeedQuality::OK, 0));
 
     let bridge = bridge::Bridge::new(
         bridge::Limits {
@@ -172,8 +173,9 @@ pub fn start(cfg: WsConfig, stats_json: Arc<Mutex<String>>) -> io::Result<(WsTap
         counters.clone(),
         sse_tx.clone(),
         stats_json.clone(),
+        quality_tx,
     );
-    let app = http::App::new(cfg, counters.clone(), command_tx, sse_tx, shutdown_rx.clone(), stats_json);
+    let app = http::App::new(cfg, counters.clone(), command_tx, sse_tx, shutdown_rx.clone(), stats_json, quality_rx);
 
     let thread = std::thread::Builder::new().name("mdfh-ws".into()).spawn(move || {
         runtime.block_on(async move {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use mdfh_feed::itch::Side;
+use mdfh_matcher::QualityState;
 use mdfh_publisher::client::Client;
 use mdfh_publisher::client_book::ClientBook;
 use mdfh_publisher::protocol::{Level, OwnedFrame};
@@ -77,6 +78,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         frames += 1;
         if let Err(error) = book.apply(&frame) {
             eprintln!("mdfh subscribe: {error}");
+        }
+        if let (OutputFormat::BookCsv, OwnedFrame::FeedQuality(q)) = (args.format, &frame) {
+            // The CSV rows on standard output keep LOBSTER's layout, so quality changes go to
+            // standard error in this format.
+            eprintln!("mdfh subscribe: feed quality {} since={} feed_seq={}", quality_name(q.quality.state), q.quality.since, q.feed_seq);
         }
         if let Some(send_ns) = send_time(&frame) {
             let _ = latency.record(wall_clock_ns().saturating_sub(send_ns).max(1));
@@ -165,7 +171,23 @@ fn describe(frame: &OwnedFrame, book: &ClientBook) -> String {
             latency(t.send_ns)
         ),
         OwnedFrame::Heartbeat { last_seq, .. } => format!("heartbeat last_seq={last_seq}"),
+        OwnedFrame::FeedQuality(q) => format!(
+            "seq={} quality {} since={} feed_seq={}",
+            q.seq,
+            quality_name(q.quality.state),
+            q.quality.since,
+            q.feed_seq
+        ),
         other => format!("{other:?}"),
+    }
+}
+
+fn quality_name(state: QualityState) -> &'static str {
+    match state {
+        QualityState::Ok => "ok",
+        QualityState::Recovering => "recovering",
+        QualityState::Recovered => "recovered",
+        QualityState::Stale => "stale",
     }
 }
 

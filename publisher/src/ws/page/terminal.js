@@ -78,6 +78,7 @@ function handle(message) {
     case "status": return onStatus(message);
     case "stats": return onStats(message.stats);
     case "reset": return onReset();
+    case "quality": return setQuality(message);
     case "error": return setConnection("open", "error: " + message.message);
   }
 }
@@ -142,6 +143,15 @@ function setStatus(status, tradingState) {
   node.dataset.status = status;
   node.textContent = status;
   $("trading-state").textContent = tradingState || "-";
+}
+
+// The feed-wide quality applies to every book: a book is trustworthy only when its own status is
+// ok and the quality is ok or recovered.
+function setQuality(message) {
+  const node = $("quality");
+  node.dataset.state = message.state;
+  node.textContent = message.state;
+  node.title = message.since ? "first missing feed sequence number: " + message.since : "feed-wide quality";
 }
 
 function setFeedSeq(seq) {
