@@ -88,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         rate,
         repeat,
         pause_between_passes: Duration::ZERO,
+        ..UdpSimConfig::new(feed_addr)
     };
     let started = Instant::now();
     let report = std::thread::scope(|scope| {

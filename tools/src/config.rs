@@ -16,6 +16,7 @@ const MAX_BATCH: usize = 1024;
 const MAX_ORDER_CAPACITY: usize = 1 << 28;
 const MAX_QUEUE_BYTES: usize = 1 << 30;
 const MAX_SUBSCRIBERS: usize = 4096;
+const MAX_HELD_PACKETS: usize = 1 << 20;
 
 /// The whole configuration of `mdfh run`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -28,6 +29,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub record: crate::record::RecordConfig,
     pub ws: WsSection,
+    pub recovery: RecoverySection,
 }
 
 /// Input of stage 1: the feed's transport and address.
@@ -42,6 +44,11 @@ pub struct InputConfig {
     pub multicast_group: Option<Ipv4Addr>,
     /// UDP: the address of the interface to join the group on; 0.0.0.0 lets the kernel choose.
     pub interface: Ipv4Addr,
+    /// UDP: the address of line B, which carries the same packets as line A (`bind`); the first
+    /// copy of each message wins. None reads one line.
+    pub bind_b: Option<SocketAddr>,
+    /// UDP: the multicast group of line B, if any.
+    pub multicast_group_b: Option<Ipv4Addr>,
     /// UDP: the receive buffer size requested with SO_RCVBUF, in bytes.
     pub recv_buffer_bytes: usize,
     /// UDP: the max datagrams read by one `recvmmsg` call.
@@ -72,6 +79,8 @@ impl Default for InputConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 26400)),
             multicast_group: None,
             interface: Ipv4Addr::UNSPECIFIED,
+            bind_b: None,
+            multicast_group_b: None,
             recv_buffer_bytes: 8 << 20,
             batch: 32,
             connect: None,
@@ -80,6 +89,69 @@ impl Default for InputConfig {
             session: String::new(),
             silence_timeout_secs: 15.0,
         }
+    }
+}
+
+/// Recovery of lost MoldUDP64 messages: retransmission requests, then a SoupBinTCP fallback.
+/// Used when line B, a retransmission server or a fallback is configured; otherwise a gap marks the
+/// books stale at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoverySection {
+    /// The MoldUDP64 retransmission server; none sends no request.
+    pub retransmit: Option<SocketAddr>,
+    /// Packets held back while a gap is open.
+    pub buffer_packets: usize,
+    /// Messages asked for by one request at most (the server's limit).
+    pub max_request_messages: u16,
+    /// Requests in flight at most.
+    pub max_outstanding: usize,
+    /// Wait after a gap opens before the first request, in microseconds, so that line B or a
+    /// reordered packet can fill it first.
+    pub request_delay_us: u64,
+    /// Wait for an answer before asking again, in milliseconds; doubles on each retry.
+    pub request_timeout_ms: u64,
+    /// Upper bound of the doubling wait, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Age of a gap, in milliseconds, after which retransmission is abandoned for the fallback,
+    /// or, without one, the books are marked stale.
+    pub give_up_ms: u64,
+    /// A SoupBinTCP server to replay unfilled gaps from; none marks the books stale instead.
+    pub fallback: Option<SocketAddr>,
+    /// Fallback login user name (at most 6 characters) and password (at most 10).
+    pub fallback_username: String,
+    pub fallback_password: String,
+    /// Time the fallback has to close every gap, in milliseconds, before the books are marked stale.
+    pub fallback_timeout_ms: u64,
+    /// A line without a packet for this long, in milliseconds, is reported silent.
+    pub line_silence_ms: u64,
+}
+
+impl Default for RecoverySection {
+    fn default() -> Self {
+        RecoverySection {
+            retransmit: None,
+            buffer_packets: 8192,
+            max_request_messages: 500,
+            max_outstanding: 8,
+            request_delay_us: 1000,
+            request_timeout_ms: 20,
+            max_backoff_ms: 500,
+            give_up_ms: 2000,
+            fallback: None,
+            fallback_username: String::new(),
+            fallback_password: String::new(),
+            fallback_timeout_ms: 10_000,
+            line_silence_ms: 5000,
+        }
+    }
+}
+
+impl RecoverySection {
+    /// Returns whether the input goes through the recovery path: line B, a retransmission server
+    /// or a fallback is configured.
+    pub fn is_active(&self, input: &InputConfig) -> bool {
+        input.bind_b.is_some() || self.retransmit.is_some() || self.fallback.is_some()
     }
 }
 
@@ -321,6 +393,17 @@ impl Config {
                 "publisher.allowed_policies: unknown policy {policy:?}; expected conflate, resnapshot or disconnect"
             );
         }
+        let recovery = &self.recovery;
+        anyhow::ensure!(
+            (1..=MAX_HELD_PACKETS).contains(&recovery.buffer_packets),
+            "recovery.buffer_packets {} is out of range 1..={MAX_HELD_PACKETS}", recovery.buffer_packets
+        );
+        anyhow::ensure!(recovery.max_request_messages > 0 && recovery.max_request_messages < u16::MAX, "recovery.max_request_messages must be in 1..=65534");
+        anyhow::ensure!((1..=1024).contains(&recovery.max_outstanding), "recovery.max_outstanding {} is out of range 1..=1024", recovery.max_outstanding);
+        anyhow::ensure!(recovery.request_timeout_ms > 0 && recovery.max_backoff_ms >= recovery.request_timeout_ms, "recovery.request_timeout_ms must be positive and at most recovery.max_backoff_ms");
+        if recovery.is_active(&self.input) {
+            anyhow::ensure!(self.input.kind == InputKind::Udp, "recovery (input.bind_b, recovery.retransmit, recovery.fallback) needs UDP input");
+        }
         if self.input.kind == InputKind::Soupbintcp {
             anyhow::ensure!(self.input.connect.is_some(), "input.connect is required for input.kind = \"soupbintcp\"");
         }
@@ -384,6 +467,19 @@ mod tests {
             let err = Config::parse(text).unwrap_err();
             assert!(format!("{err:#}").contains("range") || format!("{err:#}").contains("maximum"), "{text}: {err:#}");
         }
+    }
+
+    #[test]
+    fn recovery_is_off_by_default_and_bounded() {
+        let config = Config::parse("").unwrap();
+        assert!(!config.recovery.is_active(&config.input));
+        let on = Config::parse("[recovery]\nretransmit = \"127.0.0.1:26410\"\n").unwrap();
+        assert!(on.recovery.is_active(&on.input));
+        let b = Config::parse("[input]\nbind_b = \"127.0.0.1:26401\"\n").unwrap();
+        assert!(b.recovery.is_active(&b.input));
+        assert!(Config::parse("[recovery]\nbuffer_packets = 0\n").is_err());
+        assert!(Config::parse("[recovery]\nmax_request_messages = 0\n").is_err());
+        assert!(Config::parse("[input]\nkind = \"soupbintcp\"\nconnect = \"127.0.0.1:1\"\n[recovery]\nretransmit = \"127.0.0.1:2\"\n").is_err());
     }
 
     #[test]

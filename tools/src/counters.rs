@@ -109,12 +109,72 @@ pub struct PublishCounters {
     pub digests_sent: Counter,
 }
 
+/// Recovery of lost messages (stage 1), mirrored from its sequencer. All zero when the input
+/// does not use recovery.
+#[derive(Debug, Default, Serialize)]
+pub struct RecoveryCounters {
+    /// Gaps opened after merging the lines, and the messages in them.
+    pub gaps: Counter,
+    pub gap_messages: Counter,
+    /// Gaps closed with every message applied in order.
+    pub gaps_filled: Counter,
+    pub requests_sent: Counter,
+    pub requests_retried: Counter,
+    pub messages_requested: Counter,
+    /// New messages applied from retransmission responses.
+    pub retransmitted_messages: Counter,
+    /// Copies dropped because the other line (or a response) had delivered them first.
+    pub arbitration_drops: Counter,
+    pub fallbacks: Counter,
+    /// New messages applied from the SoupBinTCP fallback.
+    pub fallback_messages: Counter,
+    /// Fallback connections that failed or were lost before the gap closed.
+    pub fallback_failures: Counter,
+    /// Gaps given up on (books marked stale), and the messages in them.
+    pub gave_up: Counter,
+    pub messages_given_up: Counter,
+    /// Packets that did not fit the hold-back buffer.
+    pub buffer_overflows: Counter,
+    /// Responses that answer no outstanding request, name another session, or repeat messages
+    /// already applied.
+    pub unrequested_responses: Counter,
+    pub foreign_responses: Counter,
+    pub late_responses: Counter,
+    /// Datagrams from the retransmission server that are not MoldUDP64 packets.
+    pub malformed_responses: Counter,
+    /// Requests the socket refused to send.
+    pub request_send_errors: Counter,
+}
+
+/// What one line (A or B) delivered, independent of the other.
+#[derive(Debug, Default, Serialize)]
+pub struct LineCounters {
+    pub packets: Counter,
+    pub messages: Counter,
+    pub heartbeats: Counter,
+    /// Packets this line had delivered before.
+    pub duplicate_packets: Counter,
+    /// Packets that arrived after later ones on this line.
+    pub reordered_packets: Counter,
+    /// Forward jumps in this line's sequence numbers.
+    pub gaps: Counter,
+    /// Messages of the current session this line never delivered, up to its highest sequence.
+    pub missing_messages: Counter,
+    /// Packets older than the line's window of sequence numbers (a jump backwards).
+    pub backwards_packets: Counter,
+    /// Times the line fell silent.
+    pub silences: Counter,
+}
+
 /// Every counter of the pipeline.
 #[derive(Debug, Default, Serialize)]
 pub struct Counters {
     pub feed: FeedCounters,
     pub book: BookCounters,
     pub publish: PublishCounters,
+    pub recovery: RecoveryCounters,
+    /// Line A and line B.
+    pub lines: [LineCounters; 2],
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ const MAX_TRACKABLE_NS: u64 = 60_000_000_000;
 /// How often a stage hands its local figures to the shared histogram.
 pub const FLUSH_EVERY_NS: u64 = 50_000_000;
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // Fixed, valid bounds: 1 ns .. 60 s with three significant digits. Nothing from outside the
     // program reaches this call.
     Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3).expect("fixed histogram bounds are valid")

@@ -10,6 +10,7 @@
 //! - [`record`]: recording of received packets to pcap files.
 //! - [`export`]: export of books, trades and orders to Parquet, CSV and DBN.
 //! - [`lobster`]: LOBSTER to ITCH 5.0 conversion.
+//! - [`synthetic`]: a synthetic order flow for load.
 //! - [`cmd`]: one module per subcommand.
 
 pub mod cmd;
@@ -24,3 +25,4 @@ pub mod ratelimit;
 pub mod record;
 pub mod sim;
 pub mod stats;
+pub mod synthetic;

@@ -26,6 +26,8 @@ enum Command {
     Book(cmd::book::Args),
     /// Convert other formats into an ITCH 5.0 BinaryFILE.
     Convert(cmd::convert::Args),
+    /// Write a synthetic ITCH 5.0 order flow to a BinaryFILE, for load tests.
+    Generate(cmd::generate::Args),
     /// Record a live MoldUDP64 feed to nanosecond pcap files.
     Record(cmd::record::Args),
     /// Replay recorded files through the pipeline, with subscribers, at any speed.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Book(args) => cmd::book::run(args),
         Command::Convert(args) => cmd::convert::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
         Command::Record(args) => cmd::record::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Export(args) => cmd::export::run(args),

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::json;
 
-use crate::latency::{LatencyBook, Stage};
+use hdrhistogram::Histogram;
+
+use crate::latency::{LatencyBook, Percentiles, Stage};
 use crate::pipeline::{Shared, TopOfBookSummary};
 
 /// The reporter's state.
@@ -21,6 +23,8 @@ pub struct Reporter {
     last_report: Instant,
     last_messages: u64,
     record: Option<Arc<crate::record::RecordCounters>>,
+    /// Every recovery time flushed so far.
+    recovery_time: Histogram<u64>,
 }
 
 impl Reporter {
@@ -36,6 +40,7 @@ impl Reporter {
             last_report: now,
             last_messages: 0,
             record: None,
+            recovery_time: crate::latency::new_histogram(),
         }
     }
 
@@ -75,6 +80,20 @@ impl Reporter {
             counters.publish.subscribers.get(),
             counters.publish.slow_consumer_disconnects.get(),
         );
+        let recovery = &counters.recovery;
+        if recovery.gaps.get() > 0 || recovery.arbitration_drops.get() > 0 {
+            tracing::info!(
+                "recovery: {} gaps ({} messages), {} filled, {} requests, {} messages retransmitted, {} fallbacks, {} given up, {} copies dropped by A/B arbitration",
+                recovery.gaps.get(),
+                recovery.gap_messages.get(),
+                recovery.gaps_filled.get(),
+                recovery.requests_sent.get(),
+                recovery.retransmitted_messages.get(),
+                recovery.fallbacks.get(),
+                recovery.gave_up.get(),
+                recovery.arbitration_drops.get(),
+            );
+        }
         for book in self.books() {
             tracing::info!("book {}", format_book(&book));
         }
@@ -95,6 +114,7 @@ impl Reporter {
     }
 
     fn refresh_json(&mut self, rate: f64) {
+        self.shared.recovery_time.take_into(&mut self.recovery_time);
         let latency = |total: bool| {
             let mut map = serde_json::Map::new();
             for stage in Stage::ALL {
@@ -108,6 +128,7 @@ impl Reporter {
             "uptime_secs": self.started.elapsed().as_secs_f64(),
             "messages_per_sec": rate,
             "latency_ns": { "interval": latency(false), "total": latency(true) },
+            "recovery_time_ns": Percentiles::of(&self.recovery_time),
             "counters": &self.shared.counters,
             "books": self.books(),
             "record": self.record.as_deref(),

@@ -41,8 +41,8 @@ fn lobster_over_udp_matches_book() {
         "stats: {stats}"
     );
     assert_eq!(counter(&stats, "publish.subscribers"), Some(1), "stats: {stats}");
-    // `mdfh sim` ends its pass with an end-of-session packet.
-    handler.wait_counter("feed.end_of_session", 1);
+    // `mdfh sim` ends its pass with a heartbeat and three end-of-session packets.
+    handler.wait_counter("feed.end_of_session", 3);
     handler
         .process
         .stderr
@@ -85,7 +85,7 @@ fn pcap_over_udp_matches_meta_book() {
         meta["stale"], false,
         "the error on locate 2737 must not mark META stale: {meta}"
     );
-    handler.wait_counter("feed.end_of_session", 1);
+    handler.wait_counter("feed.end_of_session", 3);
 
     stop_and_compare_books(&mut handler, &mut subscriber, &expected_rows);
 }

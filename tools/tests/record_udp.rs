@@ -156,7 +156,8 @@ fn size_rotation_keeps_every_packet_once() {
         .collect();
     assert_eq!(printed, file_names(&recordings), "printed files and the folder, in name order");
 
-    // Every datagram once: the simulator's data packets and its end-of-session packet.
+    // Every datagram once: the simulator's data packets, the heartbeat after the last one and
+    // its three end-of-session packets.
     let mut datagrams = 0;
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
@@ -167,7 +168,7 @@ fn size_rotation_keeps_every_packet_once() {
             datagrams += 1;
         }
     }
-    assert_eq!(datagrams, packets_sent + 1);
+    assert_eq!(datagrams, packets_sent + 4);
 
     // Every message once, in order: the simulator numbers them 1, 2, 3, ...
     let mut sequences = Vec::new();

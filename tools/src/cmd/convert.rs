@@ -91,7 +91,7 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 
 /// Writes `bytes` to a temporary file in the directory of `path`, then renames it to `path`, so
 /// that `path` is either absent, unchanged or complete. The temporary file is removed on error.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let file_name = path
         .file_name()
         .with_context(|| format!("invalid output path {}: it names no file", path.display()))?;

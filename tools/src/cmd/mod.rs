@@ -3,6 +3,7 @@
 pub mod book;
 pub mod convert;
 pub mod export;
+pub mod generate;
 pub mod inspect;
 pub mod record;
 pub mod replay;

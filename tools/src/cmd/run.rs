@@ -10,7 +10,7 @@ use mdfh_feed::soupbintcp::{SoupClient, SoupClientConfig};
 use mdfh_feed::udp::{UdpConfig, UdpReceiver};
 
 use crate::config::{Config, InputKind};
-use crate::pipeline::{Pipeline, Recording, Source};
+use crate::pipeline::{Lines, Pipeline, Recording, Source};
 use crate::record::{Recorder, WallClock};
 use crate::sim::{self, Messages, UdpSimConfig};
 use crate::stats::{self, Reporter};
@@ -120,7 +120,32 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)
                 input.multicast_group.map(|g| format!(", group {g}")).unwrap_or_default(),
                 receiver.recv_buffer_granted()
             );
-            Ok((Source::Udp(receiver), target))
+            let recovery = &config.recovery;
+            if !recovery.is_active(input) {
+                return Ok((Source::Udp(receiver), target));
+            }
+            let line_b = match input.bind_b {
+                Some(bind) => {
+                    let udp_b = UdpConfig { bind, multicast_group: input.multicast_group_b, ..udp };
+                    let receiver_b = UdpReceiver::open(&udp_b).with_context(|| format!("failed to open line B on {bind}"))?;
+                    let local_b = receiver_b.local_addr().context("failed to read the line B address")?;
+                    println!(
+                        "mdfh: feed: line B on {local_b}{}",
+                        input.multicast_group_b.map(|g| format!(", group {g}")).unwrap_or_default()
+                    );
+                    Some(receiver_b)
+                }
+                None => None,
+            };
+            let lines = Lines::new(receiver, line_b, recovery).context("failed to set up feed recovery")?;
+            match (recovery.retransmit, lines.request_addr()) {
+                (Some(server), Some(local)) => println!("mdfh: feed: retransmission requests to {server} from {local}"),
+                _ => println!("mdfh: feed: no retransmission server; an unfilled gap goes to the fallback or marks books stale"),
+            }
+            if let Some(fallback) = recovery.fallback {
+                println!("mdfh: feed: SoupBinTCP fallback at {fallback}");
+            }
+            Ok((Source::Lines(Box::new(lines)), target))
         }
         InputKind::Soupbintcp => {
             let server = input.connect.context("input.connect is required for SoupBinTCP")?;
@@ -154,6 +179,7 @@ fn start_simulator(
         rate: config.simulator.rate,
         repeat: config.simulator.repeat,
         pause_between_passes: Duration::from_millis(500),
+        ..UdpSimConfig::new(feed_addr)
     };
     println!(
         "mdfh: simulator: {} messages{} at {} msg/s to {}{}",

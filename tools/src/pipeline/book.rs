@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use mdfh_feed::udp::monotonic_ns;
-use mdfh_matcher::{BookError, BookEvent, BookStatus, Books};
+use mdfh_matcher::{BookError, BookEvent, BookStatus, Books, FeedQuality, QualityState};
 use mdfh_publisher::Envelope;
 use serde::Serialize;
 
@@ -47,6 +47,8 @@ pub(crate) struct BookStage {
     last_summary_ns: u64,
     books_shown: usize,
     limit: RateLimit,
+    /// Feed-wide quality, which applies to every book.
+    quality: FeedQuality,
 }
 
 impl BookStage {
@@ -63,6 +65,26 @@ impl BookStage {
             last_summary_ns: 0,
             books_shown: config.stats.books_shown,
             limit: RateLimit::default(),
+            quality: FeedQuality { state: QualityState::Ok, since: 0 },
+        }
+    }
+
+    /// Moves the feed quality to `state` and reports the change. Stale lasts until the next
+    /// session: a gap filled later does not repair books that missed messages.
+    fn set_quality(&mut self, state: QualityState, since: u64) {
+        let stale = self.quality.state == QualityState::Stale;
+        let next = match state {
+            QualityState::Ok => FeedQuality { state, since: 0 },
+            QualityState::Stale if stale => return,
+            QualityState::Stale => FeedQuality { state, since },
+            _ if stale => return,
+            QualityState::Recovering if self.quality.state == QualityState::Recovering => return,
+            QualityState::Recovering => FeedQuality { state, since },
+            QualityState::Recovered => FeedQuality { state, since: 0 },
+        };
+        if next != self.quality {
+            self.quality = next;
+            self.events.push(BookEvent::Quality { quality: next });
         }
     }
 
@@ -86,11 +108,21 @@ impl BookStage {
                 self.books.reset(&mut sink);
                 self.messages_per_locate.fill(0);
                 self.shared.counters.book.resets.incr();
+                self.set_quality(QualityState::Ok, 0);
                 (0, monotonic_ns())
             }
             FeedItem::Gap { first, .. } => {
                 self.books.mark_stale(None, &mut sink);
+                self.set_quality(QualityState::Stale, first);
                 (first, monotonic_ns())
+            }
+            FeedItem::Recovering { first } => {
+                self.set_quality(QualityState::Recovering, first);
+                (first, monotonic_ns())
+            }
+            FeedItem::Recovered { next } => {
+                self.set_quality(QualityState::Recovered, 0);
+                (next.saturating_sub(1), monotonic_ns())
             }
         };
         let booked_ns = monotonic_ns();

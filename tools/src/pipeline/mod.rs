@@ -9,6 +9,7 @@
 //! finishes.
 
 mod book;
+mod lines;
 mod publish;
 mod receive;
 pub mod replay;
@@ -30,6 +31,7 @@ use crate::latency::SharedLatency;
 
 pub use book::TopOfBookSummary;
 pub use receive::Recording;
+pub use lines::Lines;
 pub use receive::Source;
 
 /// Item stage 1 hands to stage 2.
@@ -41,6 +43,10 @@ pub enum FeedItem {
     SessionStart,
     /// Messages `[first, first + count)` were lost: the books may be wrong.
     Gap { first: u64, count: u64 },
+    /// Messages from `first` are missing and being recovered: the books are behind, not wrong.
+    Recovering { first: u64 },
+    /// Every gap was filled; every message before `next` has been handed on in order.
+    Recovered { next: u64 },
 }
 
 /// State every stage and the reporter share.
@@ -48,6 +54,8 @@ pub struct Shared {
     pub counters: Counters,
     /// Latency per stage, in [`crate::latency::Stage`] order.
     pub latency: [SharedLatency; 4],
+    /// Recovery time of each gap: from the gap opening to its last message applied.
+    pub recovery_time: SharedLatency,
     /// Top of book of the busiest instruments, refreshed by stage 2 a few times a second.
     pub books: Mutex<Vec<TopOfBookSummary>>,
     /// Set by a signal or the caller: stage 1 stops reading input.
@@ -70,6 +78,7 @@ impl Default for Shared {
         Shared {
             counters: Counters::default(),
             latency: Default::default(),
+            recovery_time: SharedLatency::default(),
             books: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             receive_done: AtomicBool::new(false),

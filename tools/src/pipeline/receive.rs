@@ -10,6 +10,7 @@ use mdfh_feed::soupbintcp::SoupClient;
 use mdfh_feed::udp::{monotonic_ns, UdpReceiver};
 use mdfh_feed::{itch, DecodeError};
 
+use super::lines::Lines;
 use super::replay::ReplaySource;
 use super::ring::Producer;
 use super::{Agent, FeedItem, Shared};
@@ -27,6 +28,8 @@ pub enum Source {
     Soup(Box<SoupClient>),
     /// Recorded files, handed on as MoldUDP64 packets.
     Replay(Box<ReplaySource>),
+    /// Lines A and B with retransmission requests and a SoupBinTCP fallback.
+    Lines(Box<Lines>),
 }
 
 /// Rate limits of the errors stage 1 logs, one per kind.
@@ -61,10 +64,10 @@ impl Limits {
 }
 
 /// Decodes and hands on; kept apart from the source so both can be borrowed at once.
-struct Decoder {
-    shared: Arc<Shared>,
+pub(super) struct Decoder {
+    pub(super) shared: Arc<Shared>,
     ring: Producer<FeedItem>,
-    tracker: SessionTracker,
+    pub(super) tracker: SessionTracker,
     limits: Limits,
     latency: LatencyRecorder,
     record: Option<Recording>,
@@ -131,6 +134,7 @@ impl Agent for ReceiveStage {
                 n
             }
             Source::Replay(replay) => replay.poll(|packet, recv_ns| decoder.on_packet(packet, recv_ns)),
+            Source::Lines(lines) => lines.poll(decoder),
         };
         decoder.latency.maybe_flush(monotonic_ns(), false);
         work
@@ -141,6 +145,9 @@ impl Agent for ReceiveStage {
     }
 
     fn on_close(&mut self) {
+        if let Source::Lines(lines) = &mut self.source {
+            lines.close(&mut self.decoder);
+        }
         self.decoder.latency.maybe_flush(monotonic_ns(), true);
         self.decoder.shared.receive_done.store(true, Ordering::Release);
         tracing::info!("receive stage stopped");
@@ -153,7 +160,7 @@ impl Decoder {
     }
 
     /// Handles one MoldUDP64 datagram read at `recv_ns`.
-    fn on_packet(&mut self, datagram: &[u8], recv_ns: u64) {
+    pub(super) fn on_packet(&mut self, datagram: &[u8], recv_ns: u64) {
         if let Some(record) = &mut self.record {
             // NOTE: the receiver does not report the sender's address, so recorded frames carry
             // 0.0.0.0:0 as their source.
@@ -171,6 +178,8 @@ impl Decoder {
             }
         };
         let header = packet.header;
+        // Servers repeat the end of session (and line B repeats line A): log only the first.
+        let already_ended = self.tracker.is_ended() && self.tracker.session() == Some(header.session);
         match self.tracker.on_packet(&header.session, header.sequence, header.count) {
             PacketAction::Deliver { skip } => {
                 self.counters().duplicate_messages.add(u64::from(skip));
@@ -237,7 +246,9 @@ impl Decoder {
             }
             PacketAction::EndOfSession => {
                 self.counters().end_of_session.incr();
-                tracing::info!(session = %header.session.escape_ascii(), "MoldUDP64 end of session");
+                if !already_ended {
+                    tracing::info!(session = %header.session.escape_ascii(), "MoldUDP64 end of session");
+                }
             }
         }
     }
@@ -375,7 +386,7 @@ impl Decoder {
 
     /// Hands `item` to stage 2, waiting while the ring is full. Waiting keeps every accepted
     /// message; the kernel's socket buffer absorbs the input meanwhile (and counts what it drops).
-    fn push(&mut self, mut item: FeedItem) {
+    pub(super) fn push(&mut self, mut item: FeedItem) {
         loop {
             match self.ring.push(item) {
                 Ok(()) => return,

@@ -1,24 +1,35 @@
 //! The simulator: replays recorded ITCH messages as a live MoldUDP64 feed over UDP at a steady
 //! rate. `mdfh run` embeds it (on the bundled LOBSTER AAPL sample) and `mdfh sim` runs it alone.
+//!
+//! Lines A and B carry the same packets, each with its own seeded faults ([`faults`]). An
+//! optional retransmission server serves requests from the history of the pass, and an
+//! optional SoupBinTCP server replays the pass's session as a fallback.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use mdfh_feed::file;
+use mdfh_feed::moldudp64;
 use mdfh_feed::session::{FileSequence, FileVerdict};
-use mdfh_feed::moldudp64::{self, PacketBuilder};
-use mdfh_feed::udp::UdpSender;
+
+pub mod faults;
+mod lines;
+pub mod report;
+mod runner;
+
+pub use faults::{FaultConfig, FaultTarget};
+pub use mdfh_feed::recovery::server::RetransmitConfig;
+pub use report::{LineReport, RetransmitReport, SimReport, SoupReport};
+pub use runner::UdpSim;
 
 /// The bundled real sample: LOBSTER's AAPL 2012-06-21 message and 10-level orderbook files (first
 /// 600 events), converted to ITCH 5.0 at start.
-const SAMPLE_MESSAGES: &str = include_str!("../../tests/data/lobster/AAPL_2012-06-21_34200000_57600000_message_10.csv");
-const SAMPLE_ORDERBOOK: &str = include_str!("../../tests/data/lobster/AAPL_2012-06-21_34200000_57600000_orderbook_10.csv");
-
-/// Shortest sleep of the simulator between two sends.
-const MIN_SLEEP: Duration = Duration::from_micros(50);
+const SAMPLE_MESSAGES: &str = include_str!("../../../tests/data/lobster/AAPL_2012-06-21_34200000_57600000_message_10.csv");
+const SAMPLE_ORDERBOOK: &str = include_str!("../../../tests/data/lobster/AAPL_2012-06-21_34200000_57600000_orderbook_10.csv");
 
 /// Largest MoldUDP64 packet the simulator sends, in bytes (fits a 1500-byte Ethernet MTU).
 pub const MAX_PACKET_BYTES: usize = 1400;
@@ -115,26 +126,89 @@ impl Messages {
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
     }
+
+    /// Returns the messages as the list the servers take: element `i` is sequence `i + 1`.
+    pub fn to_shared(&self) -> Arc<[Box<[u8]>]> {
+        self.iter().map(|m| m.to_vec().into_boxed_slice()).collect()
+    }
 }
 
-/// Settings of the UDP simulator.
+/// Settings of the UDP simulator. [`UdpSimConfig::new`] gives one line, no faults and no
+/// servers.
 #[derive(Debug, Clone)]
 pub struct UdpSimConfig {
+    /// Line A.
     pub target: SocketAddr,
+    /// Line B: every packet is also sent here, with its own faults.
+    pub target_b: Option<SocketAddr>,
     /// Messages per second; 0 sends as fast as the socket takes them.
     pub rate: u64,
     /// Start again, as a new session, after each pass.
     pub repeat: bool,
-    /// Seconds to wait after a pass before the next one (heartbeats meanwhile).
+    /// Time to wait after a pass before the next one.
     pub pause_between_passes: Duration,
+    /// Maximum size of a data packet in bytes, MoldUDP64 header included.
+    pub max_packet_bytes: usize,
+    /// A line that has sent nothing for this long sends a heartbeat.
+    pub heartbeat_interval: Duration,
+    pub faults: FaultConfig,
+    /// The retransmission server, started with the session and the messages of each pass.
+    pub retransmit: Option<RetransmitConfig>,
+    /// The retransmission server stops responding once this many messages of the pass are sent.
+    pub retransmit_stop_after: Option<u64>,
+    /// Address of the SoupBinTCP fallback server, which replays each pass's session at full
+    /// speed from the sequence number a login requests.
+    pub soup: Option<SocketAddr>,
+    /// Time the servers stay up after the last message of a pass, before the end of session.
+    /// The lines send heartbeats meanwhile.
+    pub linger: Duration,
 }
 
-/// Totals of one simulator run.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SimReport {
-    pub passes: u64,
-    pub packets: u64,
-    pub messages: u64,
+impl UdpSimConfig {
+    /// Returns the settings of one line to `target`, at full speed, with no faults and no
+    /// servers.
+    pub fn new(target: SocketAddr) -> UdpSimConfig {
+        UdpSimConfig {
+            target,
+            target_b: None,
+            rate: 0,
+            repeat: false,
+            pause_between_passes: Duration::from_millis(500),
+            max_packet_bytes: MAX_PACKET_BYTES,
+            heartbeat_interval: Duration::from_secs(1),
+            faults: FaultConfig::default(),
+            retransmit: None,
+            retransmit_stop_after: None,
+            soup: None,
+            linger: Duration::ZERO,
+        }
+    }
+
+    /// Checks the fault probabilities and that no two lines or servers share an address.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.faults.validate()?;
+        let mut addresses = vec![("line A", self.target)];
+        addresses.extend(self.target_b.map(|a| ("line B", a)));
+        addresses.extend(self.retransmit.as_ref().map(|r| ("the retransmission server", r.bind)));
+        addresses.extend(self.soup.map(|a| ("the SoupBinTCP server", a)));
+        for (i, (name, address)) in addresses.iter().enumerate() {
+            let port_zero = address.port() == 0;
+            for (other, other_address) in addresses.iter().skip(i + 1) {
+                anyhow::ensure!(
+                    port_zero || address != other_address,
+                    "{name} and {other} both use {address}: give each a different address"
+                );
+            }
+        }
+        anyhow::ensure!(
+            self.max_packet_bytes > moldudp64::HEADER_LEN,
+            "invalid max_packet_bytes {}: a packet needs more than the {}-byte header",
+            self.max_packet_bytes,
+            moldudp64::HEADER_LEN
+        );
+        anyhow::ensure!(!self.heartbeat_interval.is_zero(), "the heartbeat interval must be longer than 0");
+        Ok(())
+    }
 }
 
 /// Returns the session id of pass `pass`: 10 ASCII characters.
@@ -145,86 +219,12 @@ pub fn session_id(pass: u64) -> moldudp64::SessionId {
     id
 }
 
-/// Sends `messages` as MoldUDP64 to `config.target` until done (or `stop` is set): each pass is a
-/// new session numbered from sequence 1 and ends with an end-of-session packet. Messages due at
-/// the same moment share a packet, up to [`MAX_PACKET_BYTES`].
+/// Sends `messages` as MoldUDP64 to the lines of `config` until done (or `stop` is set): each
+/// pass is a new session numbered from sequence 1 and ends with a heartbeat, the linger and
+/// three end-of-session packets. Messages due at the same moment share a packet, up to
+/// `max_packet_bytes`. Use [`UdpSim`] to learn the servers' addresses before the first packet.
 pub fn run_udp(messages: &Messages, config: &UdpSimConfig, stop: &AtomicBool) -> anyhow::Result<SimReport> {
-    anyhow::ensure!(!messages.is_empty(), "nothing to send");
-    let sender = UdpSender::for_target(config.target).with_context(|| format!("failed to open a UDP socket towards {}", config.target))?;
-    let mut report = SimReport::default();
-    let mut control = Vec::with_capacity(64);
-    let mut pass = 1u64;
-    loop {
-        let session = session_id(pass);
-        let mut builder = PacketBuilder::new(session, 1, MAX_PACKET_BYTES);
-        let start = Instant::now();
-        let mut next = 0usize;
-        while next < messages.len() {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(report);
-            }
-            let due = due_count(config.rate, start.elapsed(), messages.len());
-            if due <= next {
-                wait_until(start + Duration::from_secs_f64((next as f64 + 1.0) / config.rate.max(1) as f64));
-                continue;
-            }
-            while next < due {
-                let Some(message) = messages.get(next) else { break };
-                if !builder.try_push(message) {
-                    send(&sender, config.target, builder.finish(), &mut report)?;
-                    if !builder.try_push(message) {
-                        anyhow::bail!("message {next} ({} bytes) does not fit a MoldUDP64 packet", message.len());
-                    }
-                }
-                next += 1;
-                report.messages += 1;
-            }
-            send(&sender, config.target, builder.finish(), &mut report)?;
-        }
-        control.clear();
-        moldudp64::end_of_session(session, messages.len() as u64 + 1, &mut control);
-        // Not through `send`, which skips header-only packets: an end of session is one.
-        sender
-            .send_to(&control, config.target)
-            .with_context(|| format!("failed to send the end of session to {}", config.target))?;
-        report.passes += 1;
-        if !config.repeat {
-            return Ok(report);
-        }
-        let pause_end = Instant::now() + config.pause_between_passes;
-        while Instant::now() < pause_end {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(report);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        pass += 1;
-    }
-}
-
-fn send(sender: &UdpSender, target: SocketAddr, packet: &[u8], report: &mut SimReport) -> anyhow::Result<()> {
-    if packet.len() <= moldudp64::HEADER_LEN {
-        return Ok(());
-    }
-    sender.send_to(packet, target).with_context(|| format!("failed to send a packet to {target}"))?;
-    report.packets += 1;
-    Ok(())
-}
-
-/// Returns how many of `total` messages are due `elapsed` after the start at `rate` per second.
-fn due_count(rate: u64, elapsed: Duration, total: usize) -> usize {
-    if rate == 0 {
-        return total;
-    }
-    let due = (elapsed.as_secs_f64() * rate as f64) as usize + 1;
-    due.min(total)
-}
-
-/// Sleeps until `deadline`, but at least [`MIN_SLEEP`]: messages that fall due meanwhile leave
-/// together in one packet, as on a real feed, and the simulator does not hold a core spinning.
-fn wait_until(deadline: Instant) {
-    let left = deadline.saturating_duration_since(Instant::now());
-    std::thread::sleep(left.max(MIN_SLEEP));
+    UdpSim::start(messages, config)?.run(stop)
 }
 
 #[cfg(test)]
@@ -249,6 +249,7 @@ mod tests {
 
     #[test]
     fn due_count_follows_rate() {
+        use runner::due_count;
         assert_eq!(due_count(1000, Duration::from_millis(0), 600), 1);
         assert_eq!(due_count(1000, Duration::from_millis(100), 600), 101);
         assert_eq!(due_count(1000, Duration::from_secs(10), 600), 600);

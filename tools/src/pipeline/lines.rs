@@ -1,0 +1,428 @@
+//! Stage 1 input with recovery: lines A and B, retransmission requests and a SoupBinTCP fallback.
+//!
+//! Every packet of the current session goes through a [`Sequencer`], which releases packets in
+//! sequence order to the decoder (and its session tracker), each message once. Packets of another
+//! session go straight to the tracker, which decides whether the session changed; the sequencer
+//! then follows it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use mdfh_feed::moldudp64::{self, PacketHeader, SessionId};
+use mdfh_feed::recovery::line::LineStats;
+use mdfh_feed::recovery::request::Request;
+use mdfh_feed::recovery::sequencer::{Origin, RecoveryEvent, Sequencer, SequencerConfig, SequencerOutput};
+use mdfh_feed::soupbintcp::{SoupClient, SoupClientConfig};
+use mdfh_feed::udp::{monotonic_ns, UdpReceiver, DEFAULT_SLOT_BYTES};
+
+use super::receive::Decoder;
+use super::FeedItem;
+use crate::config::RecoverySection;
+use crate::latency::LatencyRecorder;
+use crate::ratelimit::RateLimit;
+use crate::warn_limited;
+
+/// Sequence numbers each line remembers, to tell a repeat from a late packet.
+const LINE_WINDOW_MESSAGES: usize = 1 << 20;
+/// Retransmission responses read per loop at most, so that the lines are read in between.
+const RESPONSES_PER_POLL: usize = 64;
+/// How often the counters are copied to the shared stats.
+const MIRROR_EVERY_NS: u64 = 1_000_000;
+/// Names of the lines in logs.
+const LINE_NAMES: [&str; 2] = ["A", "B"];
+
+/// The socket that sends retransmission requests and receives the answers.
+struct RequestLink {
+    socket: UdpSocket,
+    server: SocketAddr,
+}
+
+/// The SoupBinTCP fallback: its settings, and the client while a fallback runs.
+struct Fallback {
+    template: SoupClientConfig,
+    client: Option<Box<SoupClient>>,
+    /// Connection problems of the current client already counted.
+    problems_seen: u64,
+}
+
+/// What the sequencer asked of the fallback during one call.
+#[derive(Clone, Copy)]
+enum FallbackCommand {
+    Start { session: SessionId, first: u64 },
+    End { caught_up: bool },
+}
+
+#[derive(Default)]
+struct Limits {
+    io: RateLimit,
+    gap: RateLimit,
+    gave_up: RateLimit,
+    response: RateLimit,
+    request: RateLimit,
+    fallback: RateLimit,
+    silence: RateLimit,
+}
+
+/// Lines A and B with recovery, as one input of stage 1.
+pub struct Lines {
+    receivers: Vec<(usize, UdpReceiver)>,
+    request: Option<RequestLink>,
+    response_buf: Box<[u8]>,
+    fallback: Option<Fallback>,
+    sequencer: Sequencer,
+    stats: [LineStats; 2],
+    silence_ns: u64,
+    recovery_time: Option<LatencyRecorder>,
+    /// A fallback message wrapped as a one-message MoldUDP64 packet.
+    wrap: Vec<u8>,
+    limits: Limits,
+    last_mirror_ns: u64,
+}
+
+impl Lines {
+    /// Builds the input from line A, an optional line B and the recovery settings. Opens the
+    /// request socket when a retransmission server is configured.
+    pub fn new(line_a: UdpReceiver, line_b: Option<UdpReceiver>, config: &RecoverySection) -> anyhow::Result<Lines> {
+        let ms = |v: u64| v.saturating_mul(1_000_000);
+        let sequencer = Sequencer::new(SequencerConfig {
+            buffer_packets: config.buffer_packets,
+            max_packet_bytes: DEFAULT_SLOT_BYTES,
+            max_request_messages: config.max_request_messages,
+            max_outstanding: config.max_outstanding,
+            request_delay_ns: config.request_delay_us.saturating_mul(1000),
+            request_timeout_ns: ms(config.request_timeout_ms),
+            max_backoff_ns: ms(config.max_backoff_ms),
+            // Without a server to ask, waiting only delays the stale mark; reordering still gets
+            // the request delay to settle.
+            give_up_ns: if config.retransmit.is_some() { ms(config.give_up_ms) } else { config.request_delay_us.saturating_mul(1000) },
+            fallback: config.fallback.is_some(),
+            fallback_timeout_ns: ms(config.fallback_timeout_ms),
+        });
+        let request = match config.retransmit {
+            Some(server) => {
+                // Answers come back to the address the requests leave from.
+                let bind = SocketAddr::new(
+                    match (server.is_ipv4(), server.ip().is_loopback()) {
+                        (true, true) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        (true, false) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                        (false, true) => std::net::Ipv6Addr::LOCALHOST.into(),
+                        (false, false) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+                    },
+                    0,
+                );
+                let socket = UdpSocket::bind(bind)?;
+                socket.set_nonblocking(true)?;
+                Some(RequestLink { socket, server })
+            }
+            None => None,
+        };
+        let fallback = config.fallback.map(|server| Fallback {
+            template: SoupClientConfig {
+                username: config.fallback_username.clone(),
+                password: config.fallback_password.clone(),
+                connect_timeout: Duration::from_millis(200),
+                reconnect_backoff_min: Duration::from_millis(50),
+                reconnect_backoff_max: Duration::from_secs(1),
+                max_reconnect_attempts: 0,
+                ..SoupClientConfig::new(server)
+            },
+            client: None,
+            problems_seen: 0,
+        });
+        let mut receivers = vec![(0, line_a)];
+        if let Some(b) = line_b {
+            receivers.push((1, b));
+        }
+        Ok(Lines {
+            receivers,
+            request,
+            response_buf: vec![0u8; DEFAULT_SLOT_BYTES].into_boxed_slice(),
+            fallback,
+            sequencer,
+            stats: [LineStats::new(LINE_WINDOW_MESSAGES), LineStats::new(LINE_WINDOW_MESSAGES)],
+            silence_ns: ms(config.line_silence_ms),
+            recovery_time: None,
+            wrap: Vec::with_capacity(DEFAULT_SLOT_BYTES + moldudp64::HEADER_LEN + 2),
+            limits: Limits::default(),
+            last_mirror_ns: 0,
+        })
+    }
+
+    /// Returns the local address of the request socket, when there is one.
+    pub fn request_addr(&self) -> Option<SocketAddr> {
+        self.request.as_ref().and_then(|link| link.socket.local_addr().ok())
+    }
+
+    /// Reads every line, the responses and the fallback once, runs the timers, and returns the
+    /// number of datagrams and messages taken.
+    pub(super) fn poll(&mut self, decoder: &mut Decoder) -> usize {
+        let Lines { receivers, request, response_buf, fallback, sequencer, stats, silence_ns, recovery_time, wrap, limits, last_mirror_ns } = self;
+        let recorder = recovery_time.get_or_insert_with(|| LatencyRecorder::new(decoder.shared.recovery_time.clone()));
+        let mut command = None;
+        let mut work = 0;
+        let mut out = Out { decoder, request: request.as_ref(), recorder, command: &mut command, limits };
+        for (line, receiver) in receivers.iter_mut() {
+            let line = *line;
+            let Some(line_stats) = stats.get_mut(line) else { continue };
+            match receiver.recv_batch(|datagram, recv_ns| on_line_packet(line, datagram, recv_ns, line_stats, sequencer, &mut out)) {
+                Ok(n) => work += n,
+                Err(error) => {
+                    let now = monotonic_ns();
+                    warn_limited!(out.limits.io, now, %error, line = LINE_NAMES[line], "UDP receive failed");
+                }
+            }
+        }
+        if let Some(link) = request.as_ref() {
+            for _ in 0..RESPONSES_PER_POLL {
+                match link.socket.recv_from(response_buf) {
+                    Ok((len, from)) => {
+                        work += 1;
+                        let recv_ns = monotonic_ns();
+                        let datagram = response_buf.get(..len).unwrap_or_default();
+                        on_response(datagram, from, link.server, recv_ns, sequencer, &mut out);
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(error) => {
+                        // ICMP port unreachable from a server that is down surfaces here.
+                        let now = monotonic_ns();
+                        warn_limited!(out.limits.response, now, %error, server = %link.server, "retransmission socket error");
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(fallback) = fallback.as_mut() {
+            if let Some(client) = fallback.client.as_mut() {
+                let session = sequencer.session().unwrap_or([b' '; 10]);
+                work += client.poll(monotonic_ns(), |seq, bytes, recv_ns| {
+                    if wrap_message(wrap, session, seq, bytes) {
+                        let header = PacketHeader { session, sequence: seq, count: 1 };
+                        sequencer.on_packet(Origin::Fallback, &header, wrap, recv_ns, monotonic_ns(), &mut out);
+                    }
+                });
+                let c = client.counters();
+                let problems = c.connect_failures + c.login_rejects + c.disconnects + c.timeouts + c.malformed_frames;
+                if problems != fallback.problems_seen {
+                    out.decoder.shared.counters.recovery.fallback_failures.add(problems.saturating_sub(fallback.problems_seen));
+                    fallback.problems_seen = problems;
+                    let now = monotonic_ns();
+                    let error = client.last_error().map(|e| e.to_string()).unwrap_or_default();
+                    warn_limited!(out.limits.fallback, now, error, server = %fallback.template.server, "SoupBinTCP fallback connection problem; retrying");
+                }
+            }
+        }
+        let now = monotonic_ns();
+        sequencer.poll(now, &mut out);
+        if let Some(command) = command {
+            run_command(command, fallback.as_mut(), limits, decoder);
+        }
+        for (line, _) in receivers.iter() {
+            if stats.get_mut(*line).is_some_and(|s| s.check_silence(now, *silence_ns)) {
+                decoder.shared.counters.lines[*line].silences.incr();
+                warn_limited!(limits.silence, now, line = LINE_NAMES[*line], silent_ms = *silence_ns / 1_000_000, "feed line is silent");
+            }
+        }
+        if now.saturating_sub(*last_mirror_ns) >= MIRROR_EVERY_NS {
+            *last_mirror_ns = now;
+            mirror(sequencer, stats, decoder);
+        }
+        recorder_flush(recovery_time, now, false);
+        work
+    }
+
+    /// Hands every held packet on (the tracker then sees the gaps) and flushes the figures; for
+    /// shutdown.
+    pub(super) fn close(&mut self, decoder: &mut Decoder) {
+        mirror(&self.sequencer, &self.stats, decoder);
+        recorder_flush(&mut self.recovery_time, monotonic_ns(), true);
+    }
+}
+
+fn recorder_flush(recorder: &mut Option<LatencyRecorder>, now: u64, force: bool) {
+    if let Some(recorder) = recorder {
+        recorder.maybe_flush(now, force);
+    }
+}
+
+/// Handles one datagram of line `line`.
+fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineStats, sequencer: &mut Sequencer, out: &mut Out<'_>) {
+    let header = match moldudp64::parse(datagram) {
+        Ok(packet) => packet.header,
+        Err(_) => {
+            // The decoder counts and logs what is wrong with it.
+            out.decoder.on_packet(datagram, recv_ns);
+            return;
+        }
+    };
+    stats.observe(&header.session, header.sequence, header.count, recv_ns);
+    if sequencer.session() == Some(header.session) {
+        sequencer.on_packet(Origin::Line(line as u8), &header, datagram, recv_ns, monotonic_ns(), out);
+        return;
+    }
+    // Another session: the tracker decides whether it replaces the current one.
+    out.decoder.on_packet(datagram, recv_ns);
+    let tracker = &out.decoder.tracker;
+    if let Some(session) = tracker.session() {
+        if sequencer.session() != Some(session) {
+            let (next, ended) = (tracker.next_expected(), tracker.is_ended());
+            sequencer.reset(session, next, ended, out);
+        }
+    }
+}
+
+/// Handles one datagram from the request socket.
+fn on_response(datagram: &[u8], from: SocketAddr, server: SocketAddr, recv_ns: u64, sequencer: &mut Sequencer, out: &mut Out<'_>) {
+    let recovery = &out.decoder.shared.counters.recovery;
+    if from != server {
+        recovery.unrequested_responses.incr();
+        warn_limited!(out.limits.response, recv_ns, %from, %server, "dropped a datagram on the retransmission socket from an address other than the server");
+        return;
+    }
+    let header = match moldudp64::parse(datagram) {
+        Ok(packet) => packet.header,
+        Err(error) => {
+            recovery.malformed_responses.incr();
+            warn_limited!(out.limits.response, recv_ns, %error, %from, "dropped a malformed retransmission response");
+            return;
+        }
+    };
+    let before = *sequencer.counters();
+    sequencer.on_packet(Origin::Retransmission, &header, datagram, recv_ns, monotonic_ns(), out);
+    let after = sequencer.counters();
+    let refused = [
+        (after.foreign_responses > before.foreign_responses, "of another session"),
+        (after.unrequested_responses > before.unrequested_responses, "for a range not requested"),
+        (after.late_responses > before.late_responses, "for messages already applied"),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(hit, _)| *hit) {
+        warn_limited!(
+            out.limits.response, recv_ns,
+            session = %header.session.escape_ascii(), sequence = header.sequence, count = header.count,
+            "dropped a retransmission response {what}"
+        );
+    }
+}
+
+/// Writes `bytes` as message `seq` of `session` into a one-message MoldUDP64 packet in `wrap`.
+/// Returns false when the message is too long for a block.
+fn wrap_message(wrap: &mut Vec<u8>, session: SessionId, seq: u64, bytes: &[u8]) -> bool {
+    let Ok(len) = u16::try_from(bytes.len()) else { return false };
+    wrap.clear();
+    wrap.extend_from_slice(&PacketHeader { session, sequence: seq, count: 1 }.encode());
+    wrap.extend_from_slice(&len.to_be_bytes());
+    wrap.extend_from_slice(bytes);
+    true
+}
+
+/// Starts or ends the fallback as the sequencer asked.
+fn run_command(command: FallbackCommand, fallback: Option<&mut Fallback>, limits: &mut Limits, decoder: &mut Decoder) {
+    let Some(fallback) = fallback else { return };
+    let now = monotonic_ns();
+    match command {
+        FallbackCommand::Start { session, first } => {
+            let name = String::from_utf8_lossy(mdfh_feed::soupbintcp::frame::trim(&session)).into_owned();
+            let config = SoupClientConfig { session: name, first_sequence: first, ..fallback.template.clone() };
+            match SoupClient::new(config) {
+                Ok(client) => {
+                    tracing::info!(server = %fallback.template.server, session = %session.escape_ascii(), first, "gap not filled by retransmission; replaying from the SoupBinTCP fallback");
+                    fallback.client = Some(Box::new(client));
+                    fallback.problems_seen = 0;
+                }
+                Err(error) => {
+                    decoder.shared.counters.recovery.fallback_failures.incr();
+                    warn_limited!(limits.fallback, now, %error, "cannot start the SoupBinTCP fallback");
+                }
+            }
+        }
+        FallbackCommand::End { caught_up } => {
+            if let Some(mut client) = fallback.client.take() {
+                client.logout(now);
+                if caught_up {
+                    tracing::info!(next = client.next_sequence(), "fallback caught up with the live lines; back to UDP");
+                } else {
+                    warn_limited!(limits.fallback, now, "SoupBinTCP fallback ended before the gap was filled; books marked stale");
+                }
+            }
+        }
+    }
+}
+
+/// Copies the sequencer's and the lines' counters into the shared stats.
+fn mirror(sequencer: &Sequencer, stats: &[LineStats; 2], decoder: &Decoder) {
+    let shared = &decoder.shared.counters;
+    let c = sequencer.counters();
+    let r = &shared.recovery;
+    r.gaps.set(c.gaps);
+    r.gap_messages.set(c.gap_messages);
+    r.requests_sent.set(c.requests_sent);
+    r.requests_retried.set(c.requests_retried);
+    r.messages_requested.set(c.messages_requested);
+    r.retransmitted_messages.set(c.retransmitted_messages);
+    r.arbitration_drops.set(c.arbitration_drops);
+    r.fallbacks.set(c.fallbacks);
+    r.fallback_messages.set(c.fallback_messages);
+    r.gave_up.set(c.gave_up);
+    r.messages_given_up.set(c.messages_given_up);
+    r.buffer_overflows.set(c.buffer_overflows);
+    r.unrequested_responses.set(r.unrequested_responses.get().max(c.unrequested_responses));
+    r.foreign_responses.set(c.foreign_responses);
+    r.late_responses.set(c.late_responses);
+    for (line, counters) in stats.iter().enumerate() {
+        let l = counters.counters();
+        let s = &shared.lines[line];
+        s.packets.set(l.packets);
+        s.messages.set(l.messages);
+        s.heartbeats.set(l.heartbeats);
+        s.duplicate_packets.set(l.duplicate_packets);
+        s.reordered_packets.set(l.reordered_packets);
+        s.gaps.set(l.gaps);
+        s.missing_messages.set(counters.missing_messages());
+        s.backwards_packets.set(l.backwards_packets);
+    }
+}
+
+/// The receive stage's side of the sequencer.
+struct Out<'a> {
+    decoder: &'a mut Decoder,
+    request: Option<&'a RequestLink>,
+    recorder: &'a mut LatencyRecorder,
+    command: &'a mut Option<FallbackCommand>,
+    limits: &'a mut Limits,
+}
+
+impl SequencerOutput for Out<'_> {
+    fn release(&mut self, datagram: &[u8], recv_ns: u64) {
+        self.decoder.on_packet(datagram, recv_ns);
+    }
+
+    fn request(&mut self, request: &Request) {
+        let Some(link) = self.request else { return };
+        if let Err(error) = link.socket.send_to(&request.encode(), link.server) {
+            self.decoder.shared.counters.recovery.request_send_errors.incr();
+            let now = monotonic_ns();
+            warn_limited!(self.limits.request, now, %error, server = %link.server, "failed to send a retransmission request");
+        }
+    }
+
+    fn event(&mut self, event: RecoveryEvent) {
+        match event {
+            RecoveryEvent::GapOpened { first, end, now_ns } => {
+                warn_limited!(self.limits.gap, now_ns, first, end, missing = end.saturating_sub(first), "sequence gap; recovering");
+                self.decoder.push(FeedItem::Recovering { first });
+            }
+            RecoveryEvent::GapFilled { detected_ns, now_ns, .. } => {
+                self.recorder.record(detected_ns, now_ns);
+                self.decoder.shared.counters.recovery.gaps_filled.incr();
+            }
+            RecoveryEvent::Recovered { next } => self.decoder.push(FeedItem::Recovered { next }),
+            RecoveryEvent::FallbackStart { session, first } => *self.command = Some(FallbackCommand::Start { session, first }),
+            RecoveryEvent::FallbackEnd { caught_up } => *self.command = Some(FallbackCommand::End { caught_up }),
+            RecoveryEvent::GaveUp { first, end } => {
+                let now = monotonic_ns();
+                warn_limited!(self.limits.gave_up, now, first, end, missing = end.saturating_sub(first), "gap not recovered; books marked stale");
+                // The tracker counts the gap when the next packet passes it; the books learn now.
+                self.decoder.push(FeedItem::Gap { first, count: end.saturating_sub(first) });
+            }
+        }
+    }
+}
