@@ -170,6 +170,13 @@ pub struct SimulatorConfig {
     pub repeat: bool,
     /// Destination of the packets; none sends to the input's bind address (or group).
     pub target: Option<SocketAddr>,
+    /// Faults injected, reproducibly from `seed`, on the lines `faults` names ("a", "b" or
+    /// "both"): the probability that a data packet is lost, sent after the next one, or sent twice.
+    pub loss: f64,
+    pub reorder: f64,
+    pub duplicate: f64,
+    pub seed: u64,
+    pub faults: crate::sim::FaultTarget,
 }
 
 impl Default for SimulatorConfig {
@@ -180,6 +187,11 @@ impl Default for SimulatorConfig {
             rate: 1_000,
             repeat: true,
             target: None,
+            loss: 0.0,
+            reorder: 0.0,
+            duplicate: 0.0,
+            seed: 1,
+            faults: crate::sim::FaultTarget::A,
         }
     }
 }
@@ -392,6 +404,9 @@ impl Config {
                 matches!(policy.as_str(), "conflate" | "resnapshot" | "disconnect"),
                 "publisher.allowed_policies: unknown policy {policy:?}; expected conflate, resnapshot or disconnect"
             );
+        }
+        for (name, p) in [("loss", self.simulator.loss), ("reorder", self.simulator.reorder), ("duplicate", self.simulator.duplicate)] {
+            anyhow::ensure!((0.0..=1.0).contains(&p), "simulator.{name} {p} is not a probability in 0..=1");
         }
         let recovery = &self.recovery;
         anyhow::ensure!(

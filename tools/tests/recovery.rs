@@ -151,7 +151,7 @@ fn wait_recovered(run: &Run) -> Value {
 }
 
 #[test]
-fn loss_reorder_and_duplicates_on_line_a_are_filled_from_line_b() {
+fn line_a_faults_filled_from_line_b() {
     let run = run(
         &Scenario {
             name: "recovery_line_a_faults",
@@ -174,7 +174,7 @@ fn loss_reorder_and_duplicates_on_line_a_are_filled_from_line_b() {
 }
 
 #[test]
-fn loss_reorder_and_duplicates_on_both_lines_recover() {
+fn faults_on_both_lines_recover() {
     let run = run(
         &Scenario {
             name: "recovery_both_lines_faults",
@@ -195,7 +195,7 @@ fn loss_reorder_and_duplicates_on_both_lines_recover() {
 }
 
 #[test]
-fn burst_of_100_lost_packets_on_both_lines_is_retransmitted() {
+fn burst_of_100_packets_retransmitted() {
     let run = run(
         &Scenario {
             name: "recovery_burst",
@@ -221,7 +221,7 @@ fn burst_of_100_lost_packets_on_both_lines_is_retransmitted() {
 }
 
 #[test]
-fn single_line_loss_is_retransmitted() {
+fn single_line_loss_retransmitted() {
     let run = run(
         &Scenario {
             name: "recovery_single_line",
@@ -246,7 +246,7 @@ fn single_line_loss_is_retransmitted() {
 }
 
 #[test]
-fn retransmission_server_stopped_mid_run_falls_back_to_soupbintcp() {
+fn stopped_server_falls_back_to_soupbintcp() {
     let run = run(
         &Scenario {
             name: "recovery_server_stopped",
@@ -268,7 +268,7 @@ fn retransmission_server_stopped_mid_run_falls_back_to_soupbintcp() {
 }
 
 #[test]
-fn gap_beyond_the_retransmission_window_recovers_through_soupbintcp() {
+fn gap_beyond_window_uses_soupbintcp() {
     let run = run(
         &Scenario {
             name: "recovery_beyond_window",
@@ -292,7 +292,7 @@ fn gap_beyond_the_retransmission_window_recovers_through_soupbintcp() {
 /// duplication on both lines: every message recovered, the counters equal the injected faults,
 /// and a subscriber that joins at the end gets the books a lossless `mdfh book` ends with.
 #[test]
-fn million_message_flow_with_faults_on_both_lines_recovers() {
+fn million_message_flow_recovers() {
     let dir = temp_dir("recovery_million_flow");
     let file = dir.join("flow.itch");
     mdfh_ok(&["generate", "-o", path_str(&file), "--messages", "1000000", "--instruments", "4", "--seed", "11"]);
@@ -353,7 +353,7 @@ fn assert_unrecoverable_is_stale(scenario: &Scenario<'_>) -> Value {
 }
 
 #[test]
-fn without_retransmission_or_fallback_books_are_flagged_stale() {
+fn no_recovery_marks_books_stale() {
     assert_unrecoverable_is_stale(&Scenario {
         name: "recovery_none_single_line",
         sim_args: &["--loss", "0.02"],
@@ -367,7 +367,7 @@ fn without_retransmission_or_fallback_books_are_flagged_stale() {
 }
 
 #[test]
-fn a_gap_on_both_lines_without_retransmission_is_given_up_and_flagged_stale() {
+fn unrecoverable_gap_on_both_lines_is_stale() {
     let stats = assert_unrecoverable_is_stale(&Scenario {
         name: "recovery_none_both_lines",
         sim_args: &["--burst", "5", "--burst-at", "100", "--faults", "both"],
@@ -379,4 +379,28 @@ fn a_gap_on_both_lines_without_retransmission_is_given_up_and_flagged_stale() {
         follow: Some("AAPL"),
     });
     assert_eq!(counter(&stats, "recovery.gave_up"), Some(1), "stats {stats}");
+}
+
+/// `mdfh run` alone: its built-in simulator sends lines A and B with faults and serves the
+/// retransmission and SoupBinTCP addresses of the handler's `[recovery]` section.
+#[test]
+fn embedded_simulator_feeds_both_lines() {
+    let dir = temp_dir("recovery_embedded");
+    let input = "[input]\nkind = \"udp\"\nbind = \"127.0.0.1:0\"\nbind_b = \"127.0.0.1:0\"\n";
+    let config = handler_config(input).replace("[simulator]\nenabled = false\n", "")
+        + &format!(
+            "\n[simulator]\nenabled = true\nrepeat = false\nrate = 5000\nloss = 0.02\nreorder = 0.01\nduplicate = 0.01\nfaults = \"both\"\nseed = 3\n\n[recovery]\nretransmit = \"{}\"\nfallback = \"{}\"\n",
+            free_udp(),
+            free_tcp()
+        );
+    let mut handler = Handler::start(&dir, &config);
+    handler.process.stdout.wait_for(&["mdfh: simulator: line B to "]);
+    // The bundled sample converted at start: 627 messages.
+    let stats = handler.wait_counter("feed.messages", 627);
+    assert_counters(&stats, &["feed.gaps", "recovery.gave_up"], 0);
+    assert!(counter(&stats, "lines.1.packets").unwrap_or(0) > 0, "line B received packets; stats {stats}");
+    assert!(counter(&stats, "recovery.arbitration_drops").unwrap_or(0) > 0, "stats {stats}");
+    let status = handler.stop();
+    assert!(status.success(), "mdfh run exited with {status}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -38,7 +38,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, terminate.clone()).context("failed to install the signal handler")?;
     }
 
-    let (source, feed_addr) = open_source(&config)?;
+    let (source, feed_addr, line_b_addr) = open_source(&config)?;
     let (recording, recorder) = start_recorder(&config, feed_addr)?;
     let pipeline = Pipeline::start_recording(&config, source, recording)?;
     println!("mdfh: subscribers connect to {}", pipeline.subscriber_addr);
@@ -57,7 +57,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     let sim_stop = Arc::new(AtomicBool::new(false));
     let simulator = if config.simulator.enabled {
-        Some(start_simulator(&config, feed_addr, sim_stop.clone())?)
+        Some(start_simulator(&config, feed_addr, line_b_addr, sim_stop.clone())?)
     } else {
         None
     };
@@ -97,8 +97,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the configured input; returns it with the address the simulator should send to.
-fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)> {
+/// Opens the configured input; returns it with the addresses the simulator should send line A
+/// and line B to.
+fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr, Option<std::net::SocketAddr>)> {
     let input = &config.input;
     match input.kind {
         InputKind::Udp => {
@@ -122,7 +123,7 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)
             );
             let recovery = &config.recovery;
             if !recovery.is_active(input) {
-                return Ok((Source::Udp(receiver), target));
+                return Ok((Source::Udp(receiver), target, None));
             }
             let line_b = match input.bind_b {
                 Some(bind) => {
@@ -133,10 +134,16 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)
                         "mdfh: feed: line B on {local_b}{}",
                         input.multicast_group_b.map(|g| format!(", group {g}")).unwrap_or_default()
                     );
-                    Some(receiver_b)
+                    let target_b = match input.multicast_group_b {
+                        Some(group) => std::net::SocketAddr::from((group, local_b.port())),
+                        None => local_b,
+                    };
+                    Some((receiver_b, target_b))
                 }
                 None => None,
             };
+            let target_b = line_b.as_ref().map(|(_, target)| *target);
+            let line_b = line_b.map(|(receiver, _)| receiver);
             let lines = Lines::new(receiver, line_b, recovery).context("failed to set up feed recovery")?;
             match (recovery.retransmit, lines.request_addr()) {
                 (Some(server), Some(local)) => println!("mdfh: feed: retransmission requests to {server} from {local}"),
@@ -145,7 +152,7 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)
             if let Some(fallback) = recovery.fallback {
                 println!("mdfh: feed: SoupBinTCP fallback at {fallback}");
             }
-            Ok((Source::Lines(Box::new(lines)), target))
+            Ok((Source::Lines(Box::new(lines)), target, target_b))
         }
         InputKind::Soupbintcp => {
             let server = input.connect.context("input.connect is required for SoupBinTCP")?;
@@ -159,7 +166,7 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)
             })
             .context("invalid SoupBinTCP login settings")?;
             println!("mdfh: feed: SoupBinTCP from {server}");
-            Ok((Source::Soup(Box::new(client)), server))
+            Ok((Source::Soup(Box::new(client)), server, None))
         }
     }
 }
@@ -167,6 +174,7 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr)
 fn start_simulator(
     config: &Config,
     feed_addr: std::net::SocketAddr,
+    line_b_addr: Option<std::net::SocketAddr>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<sim::SimReport>>> {
     anyhow::ensure!(config.input.kind == InputKind::Udp, "the built-in simulator feeds UDP input only; set simulator.enabled = false");
@@ -179,8 +187,21 @@ fn start_simulator(
         rate: config.simulator.rate,
         repeat: config.simulator.repeat,
         pause_between_passes: Duration::from_millis(500),
+        target_b: line_b_addr,
+        faults: sim::FaultConfig {
+            seed: config.simulator.seed,
+            target: config.simulator.faults,
+            loss: config.simulator.loss,
+            reorder: config.simulator.reorder,
+            duplicate: config.simulator.duplicate,
+            ..sim::FaultConfig::default()
+        },
+        // The exchange's recovery side, on the addresses the handler's recovery uses.
+        retransmit: config.recovery.retransmit.map(|bind| sim::RetransmitConfig { bind, ..sim::RetransmitConfig::default() }),
+        soup: config.recovery.fallback,
         ..UdpSimConfig::new(feed_addr)
     };
+    sim_config.validate()?;
     println!(
         "mdfh: simulator: {} messages{} at {} msg/s to {}{}",
         messages.len(),
@@ -189,6 +210,13 @@ fn start_simulator(
         sim_config.target,
         if sim_config.repeat { ", repeated, each pass a new session" } else { "" }
     );
+    if let Some(b) = sim_config.target_b {
+        println!("mdfh: simulator: line B to {b}");
+    }
+    let f = &sim_config.faults;
+    if f.loss > 0.0 || f.reorder > 0.0 || f.duplicate > 0.0 {
+        println!("mdfh: simulator: faults on line(s) {:?}: loss {}, reorder {}, duplicate {} (seed {})", f.target, f.loss, f.reorder, f.duplicate, f.seed);
+    }
     std::thread::Builder::new()
         .name("mdfh-sim".into())
         .spawn(move || sim::run_udp(&messages, &sim_config, &stop))

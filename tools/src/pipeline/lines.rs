@@ -60,7 +60,7 @@ struct Limits {
     response: RateLimit,
     request: RateLimit,
     fallback: RateLimit,
-    silence: RateLimit,
+    silence: [RateLimit; 2],
 }
 
 /// Lines A and B with recovery, as one input of stage 1.
@@ -77,26 +77,29 @@ pub struct Lines {
     wrap: Vec<u8>,
     limits: Limits,
     last_mirror_ns: u64,
+    /// When the first poll ran, and whether each line was reported for never sending anything.
+    started_ns: Option<u64>,
+    never_heard: [bool; 2],
 }
 
 impl Lines {
     /// Builds the input from line A, an optional line B and the recovery settings. Opens the
     /// request socket when a retransmission server is configured.
     pub fn new(line_a: UdpReceiver, line_b: Option<UdpReceiver>, config: &RecoverySection) -> anyhow::Result<Lines> {
-        let ms = |v: u64| v.saturating_mul(1_000_000);
+        let millis_to_ns = |millis: u64| millis.saturating_mul(1_000_000);
         let sequencer = Sequencer::new(SequencerConfig {
             buffer_packets: config.buffer_packets,
             max_packet_bytes: DEFAULT_SLOT_BYTES,
             max_request_messages: config.max_request_messages,
             max_outstanding: config.max_outstanding,
             request_delay_ns: config.request_delay_us.saturating_mul(1000),
-            request_timeout_ns: ms(config.request_timeout_ms),
-            max_backoff_ns: ms(config.max_backoff_ms),
+            request_timeout_ns: millis_to_ns(config.request_timeout_ms),
+            max_backoff_ns: millis_to_ns(config.max_backoff_ms),
             // Without a server to ask, waiting only delays the stale mark; reordering still gets
             // the request delay to settle.
-            give_up_ns: if config.retransmit.is_some() { ms(config.give_up_ms) } else { config.request_delay_us.saturating_mul(1000) },
+            give_up_ns: if config.retransmit.is_some() { millis_to_ns(config.give_up_ms) } else { config.request_delay_us.saturating_mul(1000) },
             fallback: config.fallback.is_some(),
-            fallback_timeout_ns: ms(config.fallback_timeout_ms),
+            fallback_timeout_ns: millis_to_ns(config.fallback_timeout_ms),
         });
         let request = match config.retransmit {
             Some(server) => {
@@ -140,11 +143,13 @@ impl Lines {
             fallback,
             sequencer,
             stats: [LineStats::new(LINE_WINDOW_MESSAGES), LineStats::new(LINE_WINDOW_MESSAGES)],
-            silence_ns: ms(config.line_silence_ms),
+            silence_ns: millis_to_ns(config.line_silence_ms),
             recovery_time: None,
             wrap: Vec::with_capacity(DEFAULT_SLOT_BYTES + moldudp64::HEADER_LEN + 2),
             limits: Limits::default(),
             last_mirror_ns: 0,
+            started_ns: None,
+            never_heard: [false; 2],
         })
     }
 
@@ -156,7 +161,21 @@ impl Lines {
     /// Reads every line, the responses and the fallback once, runs the timers, and returns the
     /// number of datagrams and messages taken.
     pub(super) fn poll(&mut self, decoder: &mut Decoder) -> usize {
-        let Lines { receivers, request, response_buf, fallback, sequencer, stats, silence_ns, recovery_time, wrap, limits, last_mirror_ns } = self;
+        let Lines {
+            receivers,
+            request,
+            response_buf,
+            fallback,
+            sequencer,
+            stats,
+            silence_ns,
+            recovery_time,
+            wrap,
+            limits,
+            last_mirror_ns,
+            started_ns,
+            never_heard,
+        } = self;
         let recorder = recovery_time.get_or_insert_with(|| LatencyRecorder::new(decoder.shared.recovery_time.clone()));
         let mut command = None;
         let mut work = 0;
@@ -216,10 +235,19 @@ impl Lines {
         if let Some(command) = command {
             run_command(command, fallback.as_mut(), limits, decoder);
         }
-        for (line, _) in receivers.iter() {
-            if stats.get_mut(*line).is_some_and(|s| s.check_silence(now, *silence_ns)) {
-                decoder.shared.counters.lines[*line].silences.incr();
-                warn_limited!(limits.silence, now, line = LINE_NAMES[*line], silent_ms = *silence_ns / 1_000_000, "feed line is silent");
+        let started = *started_ns.get_or_insert(now);
+        for &(line, _) in receivers.iter() {
+            let Some(line_stats) = stats.get_mut(line) else { continue };
+            let fell_silent = line_stats.check_silence(now, *silence_ns);
+            // A line that never delivered anything is reported once, a silence after start.
+            let never = line_stats.last_packet_ns().is_none() && !never_heard[line] && now.saturating_sub(started) >= *silence_ns;
+            if never {
+                never_heard[line] = true;
+            }
+            if fell_silent || never {
+                decoder.shared.counters.lines[line].silences.incr();
+                let what = if never { "feed line has sent nothing since start" } else { "feed line is silent" };
+                warn_limited!(limits.silence[line], now, line = LINE_NAMES[line], silent_ms = *silence_ns / 1_000_000, "{what}");
             }
         }
         if now.saturating_sub(*last_mirror_ns) >= MIRROR_EVERY_NS {
