@@ -116,6 +116,16 @@ impl<'a> Packet<'a> {
             count: self.header.message_count(),
         }
     }
+
+    /// Checks that every one of the header's message blocks lies inside the packet, without
+    /// decoding the messages. Returns the first [`DecodeError::BlockPastEnd`] otherwise.
+    pub fn check_blocks(&self) -> Result<(), DecodeError> {
+        let mut blocks = self.messages();
+        while let Some(block) = blocks.next_with_offset() {
+            block?;
+        }
+        Ok(())
+    }
 }
 
 /// Iterator over the message blocks of one packet, yielding each message without its length
@@ -337,6 +347,21 @@ mod tests {
             Some(Err(DecodeError::BlockPastEnd { offset: 23, index: 1, len: 2, remaining: 1 }))
         );
         assert_eq!(blocks.next(), None);
+    }
+
+    #[test]
+    fn check_blocks_finds_a_missing_block() {
+        let mut buf = PacketHeader { session: SESSION, sequence: 1, count: 2 }.encode().to_vec();
+        buf.extend_from_slice(&[0, 1, b'x']);
+        let short = parse(&buf).unwrap();
+        assert_eq!(
+            short.check_blocks(),
+            Err(DecodeError::BlockPastEnd { offset: 23, index: 1, len: 2, remaining: 0 })
+        );
+        buf.extend_from_slice(&[0, 1, b'y']);
+        assert_eq!(parse(&buf).unwrap().check_blocks(), Ok(()));
+        let heartbeat = PacketHeader { session: SESSION, sequence: 3, count: HEARTBEAT }.encode();
+        assert_eq!(parse(&heartbeat).unwrap().check_blocks(), Ok(()));
     }
 
     #[test]

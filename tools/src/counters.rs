@@ -62,6 +62,9 @@ pub struct FeedCounters {
     pub invalid_sequences: Counter,
     /// Datagrams larger than the receive buffer, dropped by the kernel's truncation.
     pub truncated_datagrams: Counter,
+    /// Datagrams the kernel dropped because a socket receive buffer was full, on every line, as
+    /// far as the kernel reports them (Linux). A drop shows once a later datagram arrives.
+    pub kernel_drops: Counter,
     /// Packets shorter than the MoldUDP64 header.
     pub short_packets: Counter,
     /// Message blocks whose length runs past the end of the packet.
@@ -140,8 +143,10 @@ pub struct RecoveryCounters {
     pub unrequested_responses: Counter,
     pub foreign_responses: Counter,
     pub late_responses: Counter,
-    /// Datagrams from the retransmission server that are not MoldUDP64 packets.
+    /// Datagrams from the retransmission server that are not whole MoldUDP64 packets.
     pub malformed_responses: Counter,
+    /// Datagrams on the retransmission socket from an address other than the server's.
+    pub stray_datagrams: Counter,
     /// Requests the socket refused to send.
     pub request_send_errors: Counter,
 }
@@ -164,6 +169,8 @@ pub struct LineCounters {
     pub backwards_packets: Counter,
     /// Times the line fell silent.
     pub silences: Counter,
+    /// Datagrams the kernel dropped on this line's socket (full receive buffer).
+    pub kernel_drops: Counter,
 }
 
 /// Every counter of the pipeline.

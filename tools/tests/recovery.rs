@@ -404,3 +404,23 @@ fn embedded_simulator_feeds_both_lines() {
     assert!(status.success(), "mdfh run exited with {status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A receive buffer far too small for a full-speed sender: the kernel drops datagrams, and the
+/// handler counts them (Linux reports the count with each datagram) and sees the gaps they leave.
+#[test]
+fn kernel_drops_are_counted() {
+    let dir = temp_dir("recovery_kernel_drops");
+    let file = dir.join("flow.itch");
+    mdfh_ok(&["generate", "-o", path_str(&file), "--messages", "200000", "--instruments", "4", "--seed", "5"]);
+    let input = "[input]\nkind = \"udp\"\nbind = \"127.0.0.1:0\"\nrecv_buffer_bytes = 4096\n";
+    let mut handler = Handler::start(&dir, &handler_config(input));
+    let target = handler.feed_addr().to_string();
+    mdfh_ok(&["sim", path_str(&file), "--rate", "0", "--udp", &target]);
+    let stats = handler.wait_stats("kernel drops counted", |stats| counter(stats, "feed.kernel_drops").unwrap_or(0) > 0);
+    let drops = counter(&stats, "feed.kernel_drops").unwrap_or(0);
+    assert_eq!(counter(&stats, "lines.0.kernel_drops"), Some(drops), "stats {stats}");
+    assert!(counter(&stats, "feed.gaps").unwrap_or(0) > 0, "dropped datagrams leave gaps; stats {stats}");
+    let status = handler.stop();
+    assert!(status.success(), "mdfh run exited with {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

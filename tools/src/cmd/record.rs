@@ -31,9 +31,7 @@ const MAX_PARK: Duration = Duration::from_micros(50);
 const MAX_DRAIN_CALLS: usize = 10_000;
 /// Seconds between two progress lines in the log.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
-/// The source address written into every record.
-/// NOTE: `UdpReceiver` does not return the sender's address, so every record carries 0.0.0.0:0
-/// as its source.
+/// The source address written into a record whose sender is unknown or not IPv4.
 const UNKNOWN_SOURCE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
 
 /// Arguments of `mdfh record`.
@@ -192,8 +190,12 @@ impl Input<'_> {
     /// Receives one batch and offers each datagram to the tap; returns the datagrams received.
     fn receive(&mut self) -> usize {
         let Input { receiver, tap, clock, destination, .. } = self;
-        let result = receiver.recv_batch(|datagram, recv_ns| {
-            tap.offer(datagram, clock.wall_ns(recv_ns), UNKNOWN_SOURCE, *destination);
+        let result = receiver.recv_batch_from(|datagram, recv_ns, source| {
+            let source = match source {
+                Some(SocketAddr::V4(source)) => source,
+                _ => UNKNOWN_SOURCE,
+            };
+            tap.offer(datagram, clock.wall_ns(recv_ns), source, *destination);
         });
         match result {
             Ok(received) => received,

@@ -184,7 +184,12 @@ impl Lines {
             let line = *line;
             let Some(line_stats) = stats.get_mut(line) else { continue };
             match receiver.recv_batch(|datagram, recv_ns| on_line_packet(line, datagram, recv_ns, line_stats, sequencer, &mut out)) {
-                Ok(n) => work += n,
+                Ok(n) => {
+                    work += n;
+                    if let Some(drops) = receiver.kernel_drops() {
+                        out.decoder.on_kernel_drops(drops, LINE_NAMES[line]);
+                    }
+                }
                 Err(error) => {
                     let now = monotonic_ns();
                     warn_limited!(out.limits.io, now, %error, line = LINE_NAMES[line], "UDP receive failed");
@@ -274,11 +279,12 @@ fn recorder_flush(recorder: &mut Option<LatencyRecorder>, now: u64, force: bool)
 
 /// Handles one datagram of line `line`.
 fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineStats, sequencer: &mut Sequencer, out: &mut Out<'_>) {
-    let header = match moldudp64::parse(datagram) {
-        Ok(packet) => packet.header,
-        Err(_) => {
-            // The decoder counts and logs what is wrong with it.
-            out.decoder.on_packet(datagram, recv_ns);
+    let header = match moldudp64::parse(datagram).and_then(|packet| packet.check_blocks().map(|()| packet.header)) {
+        Ok(header) => header,
+        Err(error) => {
+            // Dropped whole, so the sequencer sees a gap that the other line or a retransmission
+            // can fill, rather than applying part of the packet.
+            out.decoder.reject_packet(&error, datagram.len(), recv_ns, LINE_NAMES[line]);
             return;
         }
     };
@@ -302,12 +308,12 @@ fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineSt
 fn on_response(datagram: &[u8], from: SocketAddr, server: SocketAddr, recv_ns: u64, sequencer: &mut Sequencer, out: &mut Out<'_>) {
     let recovery = &out.decoder.shared.counters.recovery;
     if from != server {
-        recovery.unrequested_responses.incr();
+        recovery.stray_datagrams.incr();
         warn_limited!(out.limits.response, recv_ns, %from, %server, "dropped a datagram on the retransmission socket from an address other than the server");
         return;
     }
-    let header = match moldudp64::parse(datagram) {
-        Ok(packet) => packet.header,
+    let header = match moldudp64::parse(datagram).and_then(|packet| packet.check_blocks().map(|()| packet.header)) {
+        Ok(header) => header,
         Err(error) => {
             recovery.malformed_responses.incr();
             warn_limited!(out.limits.response, recv_ns, %error, %from, "dropped a malformed retransmission response");
@@ -392,7 +398,7 @@ fn mirror(sequencer: &Sequencer, stats: &[LineStats; 2], decoder: &Decoder) {
     r.gave_up.set(c.gave_up);
     r.messages_given_up.set(c.messages_given_up);
     r.buffer_overflows.set(c.buffer_overflows);
-    r.unrequested_responses.set(r.unrequested_responses.get().max(c.unrequested_responses));
+    r.unrequested_responses.set(c.unrequested_responses);
     r.foreign_responses.set(c.foreign_responses);
     r.late_responses.set(c.late_responses);
     for (line, counters) in stats.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! Stage 1: read packets, track the session and sequence, decode ITCH messages, hand them on.
 
 use std::sync::atomic::Ordering;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use mdfh_feed::moldudp64::{self, Packet};
@@ -41,6 +41,7 @@ struct Limits {
     truncated: RateLimit,
     invalid_field: RateLimit,
     gap: RateLimit,
+    kernel_drops: RateLimit,
     duplicate: RateLimit,
     io: RateLimit,
     soup: RateLimit,
@@ -109,8 +110,11 @@ impl Agent for ReceiveStage {
         }
         let decoder = &mut self.decoder;
         let work = match &mut self.source {
-            Source::Udp(receiver) => match receiver.recv_batch(|datagram, recv_ns| decoder.on_packet(datagram, recv_ns)) {
+            Source::Udp(receiver) => match receiver.recv_batch_from(|datagram, recv_ns, source| decoder.on_packet_from(datagram, recv_ns, source)) {
                 Ok(n) => {
+                    if let Some(drops) = receiver.kernel_drops() {
+                        decoder.on_kernel_drops(drops, "A");
+                    }
                     let truncated = receiver.truncated_datagrams();
                     if truncated != decoder.shared.counters.feed.truncated_datagrams.get() {
                         decoder.shared.counters.feed.truncated_datagrams.set(truncated);
@@ -159,13 +163,21 @@ impl Decoder {
         &self.shared.counters.feed
     }
 
-    /// Handles one MoldUDP64 datagram read at `recv_ns`.
+    /// Handles one MoldUDP64 datagram read at `recv_ns` from a sender that is not known.
     pub(super) fn on_packet(&mut self, datagram: &[u8], recv_ns: u64) {
+        self.on_packet_from(datagram, recv_ns, None);
+    }
+
+    /// Handles one MoldUDP64 datagram read at `recv_ns` from `source`. A recording writes
+    /// 0.0.0.0:0 as the source of a datagram whose IPv4 sender is not known.
+    pub(super) fn on_packet_from(&mut self, datagram: &[u8], recv_ns: u64, source: Option<SocketAddr>) {
         if let Some(record) = &mut self.record {
-            // NOTE: the receiver does not report the sender's address, so recorded frames carry
-            // 0.0.0.0:0 as their source.
             let wall_ns = record.clock.wall_ns(recv_ns);
-            record.tap.offer(datagram, wall_ns, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), record.dst);
+            let source = match source {
+                Some(SocketAddr::V4(source)) => source,
+                _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            };
+            record.tap.offer(datagram, wall_ns, source, record.dst);
         }
         self.counters().packets.incr();
         self.counters().bytes.add(datagram.len() as u64);
@@ -262,9 +274,35 @@ impl Decoder {
             session = %session.escape_ascii(), expected, received, missed,
             "sequence gap; books marked stale"
         );
-        // NOTE: retransmission requests would be sent from here; until then the gap only marks
-        // the books stale.
+        // Without `[recovery]` (or once recovery gave up on these messages) the gap can only
+        // mark the books stale.
         self.push(FeedItem::Gap { first: expected, count: missed });
+    }
+
+    /// Mirrors the kernel's count of datagrams dropped on the socket of `line` (a full receive
+    /// buffer) and logs an increase, rate-limited.
+    pub(super) fn on_kernel_drops(&mut self, total: u64, line: &str) {
+        let lines = &self.shared.counters.lines;
+        let index = usize::from(line == "B");
+        let previous = lines[index].kernel_drops.get();
+        if total == previous {
+            return;
+        }
+        lines[index].kernel_drops.set(total);
+        self.counters().kernel_drops.set(lines[0].kernel_drops.get() + lines[1].kernel_drops.get());
+        let now = monotonic_ns();
+        warn_limited!(
+            self.limits.kernel_drops, now, line, total, new = total.saturating_sub(previous),
+            "the kernel dropped datagrams because the socket receive buffer was full; raise input.recv_buffer_bytes (and net.core.rmem_max)"
+        );
+    }
+
+    /// Counts and logs a packet of line `line` dropped whole because it cannot be framed.
+    pub(super) fn reject_packet(&mut self, error: &DecodeError, len: usize, recv_ns: u64, line: &str) {
+        self.counters().packets.incr();
+        self.counters().bytes.add(len as u64);
+        self.count_decode_error(error);
+        warn_limited!(self.limits.for_error(error), recv_ns, %error, len, line, "dropped a MoldUDP64 packet that does not frame; recovering it like a lost one");
     }
 
     /// Decodes the message blocks of `packet` after the first `skip` and hands them on.

@@ -1,9 +1,26 @@
 //! MoldUDP64 receive over UDP unicast and multicast, and a sender for the simulator.
 //!
 //! [`UdpReceiver`] owns one non-blocking socket and a fixed set of receive slots allocated in
-//! [`UdpReceiver::open`]. On Linux, [`UdpReceiver::recv_batch`] fills up to `batch` slots with
-//! one `recvmmsg(2)` call. Other systems call `recv` once per datagram. Nothing is allocated per
-//! call. Timestamps come from [`monotonic_ns`], the clock the whole pipeline shares.
+//! [`UdpReceiver::open`]. On Linux, [`UdpReceiver::recv_batch_from`] fills up to `batch` slots
+//! with one `recvmmsg(2)` call. Other systems call `recvmsg` once per datagram. Nothing is
+//! allocated per call. Timestamps come from [`monotonic_ns`], the clock the whole pipeline
+//! shares.
+//!
+//! # Sender addresses
+//! [`UdpReceiver::recv_batch_from`] passes each datagram's source address, IPv4 or IPv6, which
+//! the kernel writes into a preallocated `sockaddr_storage` per slot.
+//!
+//! # Kernel drops
+//! A datagram that arrives while the socket's receive buffer is full is dropped by the kernel,
+//! and no receive call returns it. On Linux the receiver sets `SO_RXQ_OVFL` at open. The kernel then
+//! attaches to each received datagram a control message with the socket's cumulative drop count
+//! when that datagram was queued, and [`UdpReceiver::kernel_drops`] returns the total. Three
+//! limits follow from how the kernel reports it:
+//! - Drops after the newest received datagram show up only once a later datagram is received.
+//! - The kernel counts every datagram it drops on this socket. A full receive buffer is the usual
+//!   cause, but checksum failures count too.
+//! - Other systems, and a Linux kernel that rejects the option, report nothing: `kernel_drops`
+//!   returns `None`, not `Some(0)`.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -62,6 +79,9 @@ pub struct UdpReceiver {
     buffers: Box<[u8]>,
     #[cfg(target_os = "linux")]
     mmsg: linux::Batch,
+    /// `None` when the kernel rejected SO_RXQ_OVFL.
+    #[cfg(target_os = "linux")]
+    kernel_drops: Option<linux::DropCounter>,
     recv_buffer_granted: usize,
     datagrams: u64,
     truncated_datagrams: u64,
@@ -69,8 +89,9 @@ pub struct UdpReceiver {
 
 impl UdpReceiver {
     /// Opens the socket with receive slots of [`DEFAULT_SLOT_BYTES`]: SO_REUSEADDR and
-    /// SO_REUSEPORT (where the system has it) for multicast only, SO_RCVBUF, bind, the multicast
-    /// join when a group is set, non-blocking mode.
+    /// SO_REUSEPORT (where the system has it) for multicast only, SO_RCVBUF, SO_RXQ_OVFL on
+    /// Linux, bind, the multicast join when a group is set, non-blocking mode. A rejected
+    /// SO_RXQ_OVFL is not an error, and [`UdpReceiver::kernel_drops`] then returns `None`.
     pub fn open(config: &UdpConfig) -> io::Result<Self> {
         Self::open_with_slot_bytes(config, DEFAULT_SLOT_BYTES)
     }
@@ -94,6 +115,9 @@ impl UdpReceiver {
             #[cfg(target_os = "linux")]
             linux::force_recv_buffer(&socket, config.recv_buffer_bytes);
         }
+        // Set before bind, so the count covers every datagram since open.
+        #[cfg(target_os = "linux")]
+        let kernel_drops = linux::enable_drop_count(&socket).then(linux::DropCounter::default);
         socket.bind(&SockAddr::from(config.bind))?;
         if let Some(group) = config.multicast_group {
             // Without this, Linux also delivers datagrams of groups that other sockets on the
@@ -114,6 +138,8 @@ impl UdpReceiver {
             buffers,
             #[cfg(target_os = "linux")]
             mmsg,
+            #[cfg(target_os = "linux")]
+            kernel_drops,
             recv_buffer_granted,
             datagrams: 0,
             truncated_datagrams: 0,
@@ -124,12 +150,30 @@ impl UdpReceiver {
     /// `f(datagram, recv_timestamp_ns)` for each complete one in arrival order. The timestamp is
     /// read from [`monotonic_ns`] right after the receive call returns. Returns the number of
     /// datagrams taken from the socket, truncated ones included; 0 when none was waiting.
-    pub fn recv_batch(&mut self, f: impl FnMut(&[u8], u64)) -> io::Result<usize> {
+    pub fn recv_batch(&mut self, mut f: impl FnMut(&[u8], u64)) -> io::Result<usize> {
+        self.recv_batch_from(|datagram, recv_ns, _| f(datagram, recv_ns))
+    }
+
+    /// Receives like [`UdpReceiver::recv_batch`], and also passes each datagram's sender:
+    /// `f(datagram, recv_timestamp_ns, source)`. `source` is `None` when the system returned no
+    /// IPv4 or IPv6 address. On Linux the call also updates [`UdpReceiver::kernel_drops`].
+    pub fn recv_batch_from(&mut self, f: impl FnMut(&[u8], u64, Option<SocketAddr>)) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
         let received = self.recv_batch_mmsg(f);
         #[cfg(not(target_os = "linux"))]
         let received = self.recv_batch_loop(f);
         received
+    }
+
+    /// Returns the number of datagrams the kernel dropped on this socket since open, as of the
+    /// newest datagram received. `None` where the system does not report drops: other systems
+    /// than Linux, or a kernel that rejected SO_RXQ_OVFL.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        let drops = self.kernel_drops.as_ref().map(linux::DropCounter::total);
+        #[cfg(not(target_os = "linux"))]
+        let drops = None;
+        drops
     }
 
     /// Returns the SO_RCVBUF size the kernel reports after the request. Linux reports twice the
@@ -157,7 +201,7 @@ impl UdpReceiver {
     }
 
     #[cfg(target_os = "linux")]
-    fn recv_batch_mmsg(&mut self, mut f: impl FnMut(&[u8], u64)) -> io::Result<usize> {
+    fn recv_batch_mmsg(&mut self, mut f: impl FnMut(&[u8], u64, Option<SocketAddr>)) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
 
         let received = match self.mmsg.recv(self.socket.as_raw_fd()) {
@@ -166,6 +210,11 @@ impl UdpReceiver {
             Err(e) => return Err(e),
         };
         let now = monotonic_ns();
+        if let Some(drops) = self.kernel_drops.as_mut() {
+            if let Some(count) = self.mmsg.newest_drop_count(received) {
+                drops.update(count);
+            }
+        }
 
         for i in 0..received {
             let (len, truncated) = self.mmsg.result(i);
@@ -176,16 +225,16 @@ impl UdpReceiver {
             let start = i * self.slot_bytes;
             if let Some(datagram) = self.buffers.get(start..start + len.min(self.slot_bytes)) {
                 self.datagrams += 1;
-                f(datagram, now);
+                f(datagram, now, self.mmsg.source(i));
             }
         }
         Ok(received)
     }
 
     /// Receives with one `recvmsg` per datagram; used where `recvmmsg` does not exist, and by the
-    /// unit test below on Linux.
+    /// unit tests below on Linux. It reads no control messages, so it reports no kernel drops.
     #[cfg_attr(target_os = "linux", allow(dead_code))]
-    fn recv_batch_loop(&mut self, mut f: impl FnMut(&[u8], u64)) -> io::Result<usize> {
+    fn recv_batch_loop(&mut self, mut f: impl FnMut(&[u8], u64, Option<SocketAddr>)) -> io::Result<usize> {
         let batch = self.buffers.len() / self.slot_bytes;
         let mut received = 0;
         while received < batch {
@@ -194,10 +243,10 @@ impl UdpReceiver {
             };
             let slot_len = slot.len();
             // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the slice covers exactly the
-            // initialized `slot`. socket2 documents that `recv_vectored` never writes
+            // initialized `slot`. socket2 documents that `recv_from_vectored` never writes
             // uninitialized bytes through the slice, so `slot` stays initialized.
             let uninit = unsafe { std::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<MaybeUninit<u8>>(), slot_len) };
-            let (len, flags) = match self.socket.recv_vectored(&mut [socket2::MaybeUninitSlice::new(uninit)]) {
+            let (len, flags, source) = match self.socket.recv_from_vectored(&mut [socket2::MaybeUninitSlice::new(uninit)]) {
                 Ok(result) => result,
                 Err(e) if is_retry(&e) => break,
                 Err(e) => return Err(e),
@@ -210,7 +259,7 @@ impl UdpReceiver {
             }
             if let Some(datagram) = self.buffers.get(..len) {
                 self.datagrams += 1;
-                f(datagram, now);
+                f(datagram, now, source.as_socket());
             }
         }
         Ok(received)
@@ -223,99 +272,7 @@ fn is_retry(e: &io::Error) -> bool {
 }
 
 #[cfg(target_os = "linux")]
-mod linux {
-    //! `recvmmsg(2)` with headers that point into the receiver's slots.
-
-    use std::io;
-    use std::os::fd::RawFd;
-
-    /// One `mmsghdr` and one `iovec` per slot. Each `iovec` points at its slot in the receiver's
-    /// buffer, and each header points at its `iovec`. Both arrays and the buffer are boxed and
-    /// never replaced, so the pointers stay valid while the receiver exists, even when it moves.
-    pub(super) struct Batch {
-        headers: Box<[libc::mmsghdr]>,
-        _iovecs: Box<[libc::iovec]>,
-    }
-
-    // SAFETY: the raw pointers inside refer only to heap memory owned by the same
-    // `UdpReceiver`, which is used from one thread at a time (`recv_batch` takes `&mut self`).
-    unsafe impl Send for Batch {}
-
-    impl Batch {
-        pub(super) fn new(buffers: &mut [u8], slot_bytes: usize) -> Batch {
-            let mut iovecs: Box<[libc::iovec]> = buffers
-                .chunks_exact_mut(slot_bytes)
-                .map(|slot| libc::iovec {
-                    iov_base: slot.as_mut_ptr().cast(),
-                    iov_len: slot.len(),
-                })
-                .collect();
-            let headers = iovecs
-                .iter_mut()
-                .map(|iov| {
-                    // SAFETY: `mmsghdr` is a plain C struct of integers and pointers, for which
-                    // all-zero bytes are a valid value (null pointers, zero lengths).
-                    let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    header.msg_hdr.msg_iov = iov;
-                    header.msg_hdr.msg_iovlen = 1;
-                    header
-                })
-                .collect();
-            Batch {
-                headers,
-                _iovecs: iovecs,
-            }
-        }
-
-        /// Receives up to one datagram per slot without waiting, and returns how many arrived.
-        pub(super) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-            let vlen = u32::try_from(self.headers.len()).unwrap_or(u32::MAX);
-            // SAFETY: `headers` contains `vlen` valid `mmsghdr`s whose iovecs point at live slots of
-            // the lengths given (see `Batch`). The kernel writes at most `iov_len` bytes per slot
-            // and fills `msg_len` and `msg_hdr.msg_flags`. A null timeout means none.
-            let n = unsafe {
-                libc::recvmmsg(fd, self.headers.as_mut_ptr(), vlen, libc::MSG_DONTWAIT as _, std::ptr::null_mut())
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(usize::try_from(n).unwrap_or(0))
-        }
-
-        /// Returns the length and the MSG_TRUNC flag of the datagram in slot `i` after `recv`.
-        pub(super) fn result(&self, i: usize) -> (usize, bool) {
-            match self.headers.get(i) {
-                Some(h) => (h.msg_len as usize, h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0),
-                None => (0, true),
-            }
-        }
-    }
-
-    /// Raises SO_RCVBUF past `net.core.rmem_max` with SO_RCVBUFFORCE when the kernel granted less
-    /// than `bytes`. That needs CAP_NET_ADMIN; without it the call fails and the size granted by
-    /// SO_RCVBUF stays, which `recv_buffer_granted` then reports.
-    pub(super) fn force_recv_buffer(socket: &socket2::Socket, bytes: usize) {
-        use std::os::fd::AsRawFd;
-
-        // Linux reports twice the size it was asked for, so half the report is the usable size.
-        let granted = socket.recv_buffer_size().map(|b| b / 2).unwrap_or(0);
-        if granted >= bytes {
-            return;
-        }
-        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `value` is a live c_int and the length passed is its size; SO_RCVBUFFORCE
-        // reads exactly one c_int.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                std::ptr::from_ref(&value).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-}
+mod linux;
 
 /// A UDP socket that sends datagrams, for the simulator and tests.
 pub struct UdpSender {
@@ -408,10 +365,29 @@ mod tests {
         let mut got = Vec::new();
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         while got.len() < 2 && Instant::now() < deadline {
-            receiver.recv_batch_loop(|d, _| got.push(d.to_vec())).unwrap();
+            receiver.recv_batch_loop(|d, _, _| got.push(d.to_vec())).unwrap();
         }
         assert_eq!(got, vec![b"first".to_vec(), b"third".to_vec()]);
         assert_eq!(receiver.truncated_datagrams(), 1);
+    }
+
+    #[test]
+    fn recv_loop_reports_source() {
+        let config = UdpConfig {
+            batch: 4,
+            ..UdpConfig::default()
+        };
+        let mut receiver = UdpReceiver::open(&config).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let sender = UdpSender::localhost().unwrap();
+        sender.send_to(b"one", to).unwrap();
+
+        let mut got = Vec::new();
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while got.is_empty() && Instant::now() < deadline {
+            receiver.recv_batch_loop(|d, _, source| got.push((d.to_vec(), source))).unwrap();
+        }
+        assert_eq!(got, vec![(b"one".to_vec(), Some(sender.local_addr().unwrap()))]);
     }
 
     #[test]
