@@ -108,5 +108,6 @@ fn ladder_in_browser_equals_book() {
             assert_eq!(size, expected[4 * i + offset + 1], "{side} level {} size", i + 1);
         }
     }
+    assert_eq!(ladder["quality"], "ok", "the feed quality badge after a replay without gaps");
     assert!(screenshot.exists(), "no screenshot at {}", screenshot.display());
 }

@@ -4,7 +4,8 @@
 // Prints "ready" once the page is connected and SYMBOL is selected, then waits for a line on
 // standard input (the test writes one when the replay has ended), waits until the ladder stops
 // changing, prints the ladder as one JSON line {"asks": [[price, size], ...], "bids": [...]} (best
-// first, prices in 1/10000 dollars) and saves a screenshot.
+// first, prices in 1/10000 dollars, and "quality", the feed quality badge's text) and saves a
+// screenshot.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 
@@ -45,7 +46,8 @@ try {
         .map((row) => [Number(row.dataset.level), Number(row.dataset.price), Number(row.querySelector(".size").textContent)])
         .sort((a, b) => a[0] - b[0])
         .map(([, price, size]) => [price, size]);
-    return { asks: side("ask"), bids: side("bid") };
+    const quality = document.getElementById("quality");
+    return { asks: side("ask"), bids: side("bid"), quality: quality ? quality.textContent : null };
   });
   console.log(JSON.stringify(ladder));
   await page.screenshot({ path: screenshot, fullPage: true });
