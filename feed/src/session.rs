@@ -86,6 +86,8 @@ pub struct SessionCounters {
     pub end_of_session: u64,
     /// Changes from one session id to another. The first session seen is not a change.
     pub session_changes: u64,
+    /// Ends of session withdrawn because the session went on to send messages after them.
+    pub revoked_ends: u64,
 }
 
 /// Receiver of each gap the tracker finds. The default, [`MarkStale`], records that books can no
@@ -237,6 +239,13 @@ impl<H: GapHandler> SessionTracker<H> {
         &self.counters
     }
 
+    /// Records that a packet of the current session arrived but was kept by someone else (a
+    /// sequencer holding it back): a different session's packets seen before it are no longer
+    /// consecutive, so they do not count towards [`SESSION_CONFIRM_PACKETS`].
+    pub fn clear_candidate(&mut self) {
+        self.candidate = None;
+    }
+
     /// Returns the gap handler.
     pub fn handler(&self) -> &H {
         &self.handler
@@ -288,6 +297,12 @@ impl<H: GapHandler> SessionTracker<H> {
 
     fn on_messages(&mut self, session: &SessionId, sequence: u64, count: u16) -> PacketAction {
         let end = sequence.saturating_add(u64::from(count));
+        if self.ended && end > self.next_expected {
+            // New messages after the end: that end was forged or corrupted, and honouring it
+            // would let a single packet of another session replace this one.
+            self.ended = false;
+            self.counters.revoked_ends += 1;
+        }
 
         if end <= self.next_expected {
             // Wholly below the next expected number: a repeat, or a jump backwards.

@@ -285,3 +285,31 @@ fn custom_handler_sees_each_gap_once() {
     assert_eq!(t.handler().0, expected);
     assert_eq!(t.counters().messages_missed, 2 + 4 + 3);
 }
+
+#[test]
+fn data_after_end_revokes_the_end() {
+    let mut t = tracker_at_11();
+    assert_eq!(t.on_packet(S1, 11, END_OF_SESSION), PacketAction::EndOfSession);
+    assert!(t.is_ended());
+    // A repeat of applied messages does not revoke it.
+    assert_eq!(t.on_packet(S1, 5, 2), PacketAction::Duplicate);
+    assert!(t.is_ended());
+    assert_eq!(t.on_packet(S1, 11, 2), PacketAction::Deliver { skip: 0 });
+    assert!(!t.is_ended());
+    assert_eq!(t.counters().revoked_ends, 1);
+    // With the end revoked, one packet of another session no longer replaces this one.
+    assert_eq!(t.on_packet(S2, 1, 1), PacketAction::ForeignSession);
+    assert_eq!(t.session(), Some(*S1));
+}
+
+#[test]
+fn clear_candidate_breaks_a_run_of_foreign_packets() {
+    let mut t = tracker_at_11();
+    for _ in 1..SESSION_CONFIRM_PACKETS {
+        assert_eq!(t.on_packet(S2, 1, 1), PacketAction::ForeignSession);
+        // A packet of the current session held elsewhere in between.
+        t.clear_candidate();
+    }
+    assert_eq!(t.on_packet(S2, 1, 1), PacketAction::ForeignSession);
+    assert_eq!(t.session(), Some(*S1));
+}

@@ -149,6 +149,10 @@ pub struct RecoveryCounters {
     pub stray_datagrams: Counter,
     /// Requests the socket refused to send.
     pub request_send_errors: Counter,
+    /// Held packets dropped because a new session started (the books reset with them).
+    pub reset_drops: Counter,
+    /// Packets too long for a hold-back slot, handled like a full buffer.
+    pub oversized_packets: Counter,
 }
 
 /// What one line (A or B) delivered, independent of the other.

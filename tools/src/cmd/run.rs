@@ -131,8 +131,9 @@ fn open_source(config: &Config) -> anyhow::Result<(Source, std::net::SocketAddr,
                     let receiver_b = UdpReceiver::open(&udp_b).with_context(|| format!("failed to open line B on {bind}"))?;
                     let local_b = receiver_b.local_addr().context("failed to read the line B address")?;
                     println!(
-                        "mdfh: feed: line B on {local_b}{}",
-                        input.multicast_group_b.map(|g| format!(", group {g}")).unwrap_or_default()
+                        "mdfh: feed: line B on {local_b}{} (receive buffer: the kernel reports {} bytes, twice the usable size)",
+                        input.multicast_group_b.map(|g| format!(", group {g}")).unwrap_or_default(),
+                        receiver_b.recv_buffer_granted()
                     );
                     let target_b = match input.multicast_group_b {
                         Some(group) => std::net::SocketAddr::from((group, local_b.port())),

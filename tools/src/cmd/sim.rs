@@ -167,7 +167,8 @@ fn run_udp(args: &Args, messages: &Messages, target: SocketAddr, stop: &AtomicBo
         rate_text(args.rate)
     );
     let report = sim.run(stop)?;
-    eprintln!("mdfh sim: sent {} messages in {} packets ({} passes)", report.messages, report.packets, report.passes);
+    let passes = if report.passes == 1 { "1 pass".to_string() } else { format!("{} passes", report.passes) };
+    eprintln!("mdfh sim: sent {} messages in {} packets ({passes})", report.messages, report.packets);
     print_faults(&report);
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report).context("failed to serialize the report")?;
@@ -192,8 +193,8 @@ fn print_faults(report: &SimReport) {
     }
     if let Some(r) = &report.retransmit {
         eprintln!(
-            "mdfh sim: retransmission server: {} requests, {} answered with {} messages",
-            r.requests, r.answered, r.messages_sent
+            "mdfh sim: retransmission server: {} requests, {} answered with {} messages, {} ignored while stopped, {} beyond the window, {} for another session, {} malformed",
+            r.requests, r.answered, r.messages_sent, r.ignored_while_stopped, r.beyond_window, r.other_session, r.malformed
         );
     }
     if let Some(s) = &report.soup {

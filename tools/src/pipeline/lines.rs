@@ -20,7 +20,7 @@ use super::FeedItem;
 use crate::config::RecoverySection;
 use crate::latency::LatencyRecorder;
 use crate::ratelimit::RateLimit;
-use crate::warn_limited;
+use crate::{info_limited, warn_limited};
 
 /// Sequence numbers each line remembers, to tell a repeat from a late packet.
 const LINE_WINDOW_MESSAGES: usize = 1 << 20;
@@ -60,6 +60,7 @@ struct Limits {
     response: RateLimit,
     request: RateLimit,
     fallback: RateLimit,
+    fallback_info: RateLimit,
     silence: [RateLimit; 2],
 }
 
@@ -241,7 +242,9 @@ impl Lines {
             run_command(command, fallback.as_mut(), limits, decoder);
         }
         let started = *started_ns.get_or_insert(now);
-        for &(line, _) in receivers.iter() {
+        // After the end of the session, silence is expected.
+        let ended = decoder.tracker.is_ended();
+        for &(line, _) in receivers.iter().filter(|_| !ended) {
             let Some(line_stats) = stats.get_mut(line) else { continue };
             let fell_silent = line_stats.check_silence(now, *silence_ns);
             // A line that never delivered anything is reported once, a silence after start.
@@ -290,6 +293,8 @@ fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineSt
     };
     stats.observe(&header.session, header.sequence, header.count, recv_ns);
     if sequencer.session() == Some(header.session) {
+        // The tracker does not see packets the sequencer holds; tell it one of its session came.
+        out.decoder.tracker.clear_candidate();
         sequencer.on_packet(Origin::Line(line as u8), &header, datagram, recv_ns, monotonic_ns(), out);
         return;
     }
@@ -358,7 +363,11 @@ fn run_command(command: FallbackCommand, fallback: Option<&mut Fallback>, limits
             let config = SoupClientConfig { session: name, first_sequence: first, ..fallback.template.clone() };
             match SoupClient::new(config) {
                 Ok(client) => {
-                    tracing::info!(server = %fallback.template.server, session = %session.escape_ascii(), first, "gap not filled by retransmission; replaying from the SoupBinTCP fallback");
+                    info_limited!(
+                        limits.fallback_info, now,
+                        server = %fallback.template.server, session = %session.escape_ascii(), first,
+                        "gap not filled by retransmission; replaying from the SoupBinTCP fallback"
+                    );
                     fallback.client = Some(Box::new(client));
                     fallback.problems_seen = 0;
                 }
@@ -372,9 +381,9 @@ fn run_command(command: FallbackCommand, fallback: Option<&mut Fallback>, limits
             if let Some(mut client) = fallback.client.take() {
                 client.logout(now);
                 if caught_up {
-                    tracing::info!(next = client.next_sequence(), "fallback caught up with the live lines; back to UDP");
+                    info_limited!(limits.fallback_info, now, next = client.next_sequence(), "fallback caught up with the live lines; back to UDP");
                 } else {
-                    warn_limited!(limits.fallback, now, "SoupBinTCP fallback ended before the gap was filled; books marked stale");
+                    warn_limited!(limits.fallback, now, "SoupBinTCP fallback stopped before the gap was filled (gave up, or the session changed)");
                 }
             }
         }
@@ -401,6 +410,8 @@ fn mirror(sequencer: &Sequencer, stats: &[LineStats; 2], decoder: &Decoder) {
     r.unrequested_responses.set(c.unrequested_responses);
     r.foreign_responses.set(c.foreign_responses);
     r.late_responses.set(c.late_responses);
+    r.reset_drops.set(c.reset_drops);
+    r.oversized_packets.set(c.oversized_packets);
     for (line, counters) in stats.iter().enumerate() {
         let l = counters.counters();
         let s = &shared.lines[line];
