@@ -128,6 +128,8 @@ impl<'a> UdpSim<'a> {
             self.add_soup_counters(&old);
             drop(old);
         }
+        // NOTE: the server streams the whole file at full speed, messages not yet sent on UDP
+        // included, so the handler's fallback catches up sooner than a real exchange allows.
         let config = SoupServerConfig {
             bind,
             session: String::from_utf8_lossy(&session).into_owned(),
