@@ -15,20 +15,26 @@
 //! included, from the start of the feed until the last messages drained.
 //!
 //! Scenarios: every client count of `WS_LOAD_CLIENTS` with mdfh, then with the naive server;
-//! then mdfh with `WS_LOAD_STALLED` clients that subscribe to every symbol and never read, next
-//! to the first client count of normal clients, compared with the run without them.
+//! then the stalled-client comparison: `WS_LOAD_ROUNDS` rounds, each running mdfh with the first
+//! client count of normal clients alone and with `WS_LOAD_STALLED` more clients that subscribe
+//! to every symbol and never read. The order inside a round alternates (alone first, then with
+//! stalled first), so that a drift of the machine's load over time affects both sides alike. Each
+//! round yields the ratio with / without of the normal clients' P99, and the summary is the
+//! median of those ratios next to every round's figures, so that the noise is visible.
 //!
-//! NOTE: the stalled-client comparison uses the earlier scenario as its baseline, and the spread of
-//! P99 between runs of the same scenario is large at these rates, so one run cannot resolve a 10%
-//! difference. When `expected` exceeds `delivered` with no loss counted, the server or the client
-//! runtime fell behind and messages were still queued when the scenario ended.
+//! When `expected` exceeds `delivered` with no loss counted, the server or the client runtime fell
+//! behind and messages were still queued when the scenario ended.
 //!
 //! Run: `cargo bench -p mdfh-benches --bench ws_load`. Environment:
 //! - `WS_LOAD_RATE`: level events per second (default 20000);
 //! - `WS_LOAD_SECS`: seconds of feed per scenario (default 3);
 //! - `WS_LOAD_INSTRUMENTS`: instruments the events are spread over, round robin (default 20);
 //! - `WS_LOAD_CLIENTS`: comma-separated client counts (default `100,1000`);
-//! - `WS_LOAD_STALLED`: clients that never read in the last scenario (default 10; 0 skips it);
+//! - `WS_LOAD_STALLED`: clients that never read in the stalled-client comparison (default 10; 0
+//!   skips the comparison);
+//! - `WS_LOAD_ROUNDS`: rounds of the stalled-client comparison (default 5);
+//! - `WS_LOAD_COMPARE_NAIVE`: `0` skips the mdfh / naive scenarios and runs only the stalled-client
+//!   comparison (default 1);
 //! - `WS_LOAD_SUBSCRIBE`: `one` (client i subscribes to symbol i mod instruments, the default) or
 //!   `all` (every client subscribes to every symbol).
 
@@ -68,6 +74,8 @@ struct Settings {
     instruments: u16,
     client_counts: Vec<usize>,
     stalled: usize,
+    rounds: usize,
+    compare_naive: bool,
     subscribe_all: bool,
 }
 
@@ -84,6 +92,8 @@ impl Settings {
             instruments: env_or("WS_LOAD_INSTRUMENTS", 20u16).clamp(1, 999),
             client_counts,
             stalled: env_or("WS_LOAD_STALLED", 10usize),
+            rounds: env_or("WS_LOAD_ROUNDS", 5usize).max(1),
+            compare_naive: std::env::var("WS_LOAD_COMPARE_NAIVE").ok().as_deref() != Some("0"),
             subscribe_all: std::env::var("WS_LOAD_SUBSCRIBE").is_ok_and(|v| v == "all"),
         }
     }
@@ -453,7 +463,7 @@ struct Outcome {
     median_p99: u64,
     worst_p99: u64,
     closed_early: usize,
-    /// mdfh: envelopes dropped by the tap plus slow-client disconnects; naive: lagged events.
+    /// mdfh: envelopes dropped by the tap, slow-client disconnects and pauses; naive: lagged events.
     server_loss: String,
 }
 
@@ -510,7 +520,10 @@ fn run_scenario(kind: BridgeKind, reading: usize, stalled: usize, settings: &Set
         (Some(server), _) => {
             let stats = server.stats();
             server.shutdown();
-            format!("tap drops {}, slow-client disconnects {}", stats.dropped, stats.slow_client_disconnects)
+            format!(
+                "tap drops {}, slow-client disconnects {}, pauses {}, paused updates {}",
+                stats.dropped, stats.slow_client_disconnects, stats.client_pauses, stats.paused_updates
+            )
         }
         (_, Some(server)) => {
             server.stop();
@@ -586,20 +599,18 @@ fn main() -> anyhow::Result<()> {
     print_header();
 
     let mut results = Vec::new();
-    for &count in &settings.client_counts {
-        for kind in [BridgeKind::Mdfh, BridgeKind::Naive] {
-            let outcome = run_scenario(kind, count, 0, &settings)?;
-            print_row(kind, count, 0, &outcome);
-            results.push((kind, count, outcome));
+    if settings.compare_naive {
+        for &count in &settings.client_counts {
+            for kind in [BridgeKind::Mdfh, BridgeKind::Naive] {
+                let outcome = run_scenario(kind, count, 0, &settings)?;
+                print_row(kind, count, 0, &outcome);
+                results.push((kind, count, outcome));
+            }
         }
     }
-    let stalled_run = match (settings.stalled, settings.client_counts.first()) {
-        (0, _) | (_, None) => None,
-        (stalled, Some(&count)) => {
-            let outcome = run_scenario(BridgeKind::Mdfh, count, stalled, &settings)?;
-            print_row(BridgeKind::Mdfh, count, stalled, &outcome);
-            Some((count, stalled, outcome))
-        }
+    let rounds = match (settings.stalled, settings.client_counts.first()) {
+        (0, _) | (_, None) => Vec::new(),
+        (stalled, Some(&count)) => run_stalled_rounds(count, stalled, &settings)?,
     };
 
     println!();
@@ -615,20 +626,97 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    if let Some((count, stalled, with)) = stalled_run {
-        let without = results.iter().find(|(k, c, _)| *k == BridgeKind::Mdfh && *c == count).map(|(_, _, o)| o);
-        if let Some(without) = without {
-            let increase = |a: u64, b: u64| (a as f64 / b.max(1) as f64 - 1.0) * 100.0;
-            println!(
-                "mdfh, {count} clients with {stalled} stalled ones: median P99 {:.1} us without, {:.1} us with ({:+.1}%); worst P99 {:.1} us without, {:.1} us with ({:+.1}%); goal below +10%",
-                without.median_p99 as f64 / 1000.0,
-                with.median_p99 as f64 / 1000.0,
-                increase(with.median_p99, without.median_p99),
-                without.worst_p99 as f64 / 1000.0,
-                with.worst_p99 as f64 / 1000.0,
-                increase(with.worst_p99, without.worst_p99),
-            );
-        }
+    if let (Some(&count), false) = (settings.client_counts.first(), rounds.is_empty()) {
+        print_stalled_summary(count, settings.stalled, &rounds);
     }
     Ok(())
+}
+
+/// One round of the stalled-client comparison: the same normal clients alone and with stalled ones.
+struct Round {
+    without: Outcome,
+    with: Outcome,
+}
+
+/// Runs `settings.rounds` rounds of `reading` normal clients alone and with `stalled` stalled
+/// clients, alternating which of the two goes first, and prints every scenario as it ends.
+fn run_stalled_rounds(reading: usize, stalled: usize, settings: &Settings) -> anyhow::Result<Vec<Round>> {
+    let mut rounds = Vec::with_capacity(settings.rounds);
+    for round in 0..settings.rounds {
+        let stalled_first = round % 2 == 1;
+        let order = if stalled_first { [stalled, 0] } else { [0, stalled] };
+        let mut outcomes = Vec::with_capacity(2);
+        for count in order {
+            let outcome = run_scenario(BridgeKind::Mdfh, reading, count, settings)?;
+            print_row(BridgeKind::Mdfh, reading, count, &outcome);
+            outcomes.push(outcome);
+        }
+        let (Some(second), Some(first)) = (outcomes.pop(), outcomes.pop()) else {
+            anyhow::bail!("round {round} ran fewer than two scenarios");
+        };
+        let (without, with) = if stalled_first { (second, first) } else { (first, second) };
+        rounds.push(Round { without, with });
+    }
+    Ok(rounds)
+}
+
+/// Returns the median of `values`, the mean of the two middle ones for an even count.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match (values.len() % 2, values.get(middle), middle.checked_sub(1).and_then(|i| values.get(i))) {
+        (1, Some(&m), _) => m,
+        (_, Some(&high), Some(&low)) => (high + low) / 2.0,
+        _ => f64::NAN,
+    }
+}
+
+fn print_stalled_summary(reading: usize, stalled: usize, rounds: &[Round]) {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let ratio = |with: u64, without: u64| with as f64 / without.max(1) as f64;
+
+    println!("mdfh, {reading} clients alone and with {stalled} stalled ones, per round (P99 of the normal clients):");
+    println!("{:>5} {:>22} {:>22} {:>8} {:>21} {:>21} {:>8}", "round", "median P99 us alone", "median P99 us stalled", "ratio", "worst P99 us alone", "worst P99 us stalled", "ratio");
+    let (mut median_ratios, mut worst_ratios) = (Vec::new(), Vec::new());
+    for (i, round) in rounds.iter().enumerate() {
+        let median_ratio = ratio(round.with.median_p99, round.without.median_p99);
+        let worst_ratio = ratio(round.with.worst_p99, round.without.worst_p99);
+        median_ratios.push(median_ratio);
+        worst_ratios.push(worst_ratio);
+        println!(
+            "{:>5} {:>22.1} {:>22.1} {:>8.3} {:>21.1} {:>21.1} {:>8.3}",
+            i + 1,
+            us(round.without.median_p99),
+            us(round.with.median_p99),
+            median_ratio,
+            us(round.without.worst_p99),
+            us(round.with.worst_p99),
+            worst_ratio,
+        );
+    }
+
+    let median_of_median = median(&mut median_ratios);
+    let median_of_worst = median(&mut worst_ratios);
+    println!(
+        "median ratio with / without stalled clients over {} rounds: median client P99 {:.3} ({:+.1}%), worst client P99 {:.3} ({:+.1}%); goal below +10%",
+        rounds.len(),
+        median_of_median,
+        (median_of_median - 1.0) * 100.0,
+        median_of_worst,
+        (median_of_worst - 1.0) * 100.0,
+    );
+
+    // A round whose run stalled as a whole, for example because other processes took the cores,
+    // spoils one ratio, but a median over each side's rounds ignores it unless half the rounds of
+    // that side are spoiled.
+    let side = |pick: fn(&Round) -> u64| median(&mut rounds.iter().map(|r| pick(r) as f64).collect::<Vec<_>>());
+    let alone = side(|r| r.without.median_p99);
+    let with_stalled = side(|r| r.with.median_p99);
+    println!(
+        "median over rounds of the median client P99: {:.1} us alone, {:.1} us with stalled clients, ratio {:.3} ({:+.1}%)",
+        alone / 1000.0,
+        with_stalled / 1000.0,
+        with_stalled / alone.max(1.0),
+        (with_stalled / alone.max(1.0) - 1.0) * 100.0,
+    );
 }

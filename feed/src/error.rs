@@ -24,6 +24,10 @@ pub enum DecodeError {
     #[error("MoldUDP64 message block {index} at byte offset {offset}: length {len} runs past the end of the packet ({remaining} bytes left)")]
     BlockPastEnd { offset: usize, index: u16, len: usize, remaining: usize },
 
+    #[error("MoldUDP64 {what} packet has {len} unexpected bytes after its header, at byte offset {offset}")]
+    /// A heartbeat or end-of-session packet followed by bytes, which MoldUDP64 never sends.
+    BytesAfterHeader { offset: usize, what: &'static str, len: usize },
+
     #[error("BinaryFILE message at byte offset {offset}: length {len} runs past the end of the file ({remaining} bytes left)")]
     FilePastEnd { offset: usize, len: usize, remaining: usize },
 }
@@ -39,6 +43,7 @@ impl DecodeError {
             | DecodeError::InvalidField { offset, .. }
             | DecodeError::ShortPacket { offset, .. }
             | DecodeError::BlockPastEnd { offset, .. }
+            | DecodeError::BytesAfterHeader { offset, .. }
             | DecodeError::FilePastEnd { offset, .. } => *offset += base,
         }
         self
@@ -53,6 +58,7 @@ impl DecodeError {
             | DecodeError::InvalidField { offset, .. }
             | DecodeError::ShortPacket { offset, .. }
             | DecodeError::BlockPastEnd { offset, .. }
+            | DecodeError::BytesAfterHeader { offset, .. }
             | DecodeError::FilePastEnd { offset, .. } => *offset,
         }
     }

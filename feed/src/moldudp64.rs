@@ -118,8 +118,18 @@ impl<'a> Packet<'a> {
     }
 
     /// Checks that every one of the header's message blocks lies inside the packet, without
-    /// decoding the messages. Returns the first [`DecodeError::BlockPastEnd`] otherwise.
+    /// decoding the messages. Returns the first [`DecodeError::BlockPastEnd`] otherwise, and
+    /// [`DecodeError::BytesAfterHeader`] for a heartbeat or end-of-session packet with a body:
+    /// such a packet is corrupt or forged, and an end of session would stop recovery.
     pub fn check_blocks(&self) -> Result<(), DecodeError> {
+        let what = match self.header.count {
+            HEARTBEAT => Some("heartbeat"),
+            END_OF_SESSION => Some("end-of-session"),
+            _ => None,
+        };
+        if let Some(what) = what.filter(|_| !self.body().is_empty()) {
+            return Err(DecodeError::BytesAfterHeader { offset: HEADER_LEN, what, len: self.body().len() });
+        }
         let mut blocks = self.messages();
         while let Some(block) = blocks.next_with_offset() {
             block?;
@@ -362,6 +372,19 @@ mod tests {
         assert_eq!(parse(&buf).unwrap().check_blocks(), Ok(()));
         let heartbeat = PacketHeader { session: SESSION, sequence: 3, count: HEARTBEAT }.encode();
         assert_eq!(parse(&heartbeat).unwrap().check_blocks(), Ok(()));
+    }
+
+    #[test]
+    fn check_blocks_rejects_bytes_after_heartbeat_and_end() {
+        for (count, what) in [(HEARTBEAT, "heartbeat"), (END_OF_SESSION, "end-of-session")] {
+            let mut buf = PacketHeader { session: SESSION, sequence: 9, count }.encode().to_vec();
+            assert_eq!(parse(&buf).unwrap().check_blocks(), Ok(()));
+            buf.extend_from_slice(&[0, 1, b'x']);
+            assert_eq!(
+                parse(&buf).unwrap().check_blocks(),
+                Err(DecodeError::BytesAfterHeader { offset: HEADER_LEN, what, len: 3 })
+            );
+        }
     }
 
     #[test]

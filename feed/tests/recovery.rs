@@ -162,10 +162,18 @@ fn started(config: SequencerConfig, out: &mut Recorder) -> Sequencer {
     sequencer
 }
 
-fn feed(sequencer: &mut Sequencer, origin: Origin, datagram: &[u8], out: &mut Recorder) {
+/// Passes one packet to the sequencer and returns whether it was accepted (not an unconfirmed jump).
+fn feed(sequencer: &mut Sequencer, origin: Origin, datagram: &[u8], out: &mut Recorder) -> bool {
     let header = header_of(datagram);
     let now = out.now_ns;
-    sequencer.on_packet(origin, &header, datagram, now, now, out);
+    sequencer.on_packet(origin, &header, datagram, now, now, out)
+}
+
+/// Asserts that every gap opened is filled, given up, dropped by a reset, merged or still open.
+fn assert_gaps_accounted(sequencer: &Sequencer, context: &str) {
+    let c = sequencer.counters();
+    let ended = c.gaps_filled + c.gave_up + c.reset_gaps + c.merged_gaps + sequencer.open_gaps() as u64;
+    assert_eq!(c.gaps, ended, "{context}: {c:?}");
 }
 
 /// Builds the response of a retransmission server to `request`: packets of up to 4 messages,
@@ -806,6 +814,9 @@ fn random_loss_reorder_duplication_releases_in_order_once() {
         if counters.gave_up == 0 {
             assert_eq!(out.delivered, all(last), "seed {seed}");
         }
+        assert_gaps_accounted(&sequencer, &format!("seed {seed}"));
+        let filled = out.count_events(|e| matches!(e, RecoveryEvent::GapFilled { .. }));
+        assert_eq!(filled as u64, counters.gaps_filled, "seed {seed}");
         seeds_giving_up += u64::from(counters.gave_up > 0);
         seeds_in_fallback += u64::from(counters.fallbacks > 0);
         fallback_messages += counters.fallback_messages;
@@ -816,4 +827,198 @@ fn random_loss_reorder_duplication_releases_in_order_once() {
     assert!(seeds_in_fallback > 0);
     assert!(fallback_messages > 0);
     assert!(retransmitted_messages > 0);
+}
+
+#[test]
+fn far_forward_packet_is_dropped_until_confirmed() {
+    let mut out = Recorder::new();
+    let mut sequencer = started(SequencerConfig { max_jump_messages: 100, ..config() }, &mut out);
+    let packets = thirty();
+    let forged_data = build_packets(1_000_000_000, 1_000_000_001, &mut || 1);
+    for packet in &packets[..5] {
+        assert!(feed(&mut sequencer, Origin::Line(0), packet, &mut out));
+    }
+    assert!(!feed(&mut sequencer, Origin::Line(1), &forged_data[0], &mut out));
+    for packet in &packets[5..7] {
+        assert!(feed(&mut sequencer, Origin::Line(0), packet, &mut out));
+    }
+    assert!(!feed(&mut sequencer, Origin::Line(0), &heartbeat(SESSION, 2_000_000_000), &mut out));
+    for packet in &packets[7..] {
+        assert!(feed(&mut sequencer, Origin::Line(0), packet, &mut out));
+    }
+    while out.now_ns < 3_000 * MS {
+        out.now_ns += MS;
+        sequencer.poll(out.now_ns, &mut out);
+    }
+    let counters = *sequencer.counters();
+    assert_eq!(counters.implausible_packets, 2);
+    assert!(out.events.is_empty(), "events: {:?}", out.events);
+    assert!(out.requests.is_empty());
+    assert_eq!(out.delivered, all(30));
+    assert_eq!(sequencer.next(), 31);
+    assert_eq!(counters.arbitration_drops, 0);
+
+    // A real jump: messages 31..=230 are lost on the line. The first packet after them is
+    // dropped, the second confirms the jump, and retransmission recovers both.
+    let after = build_packets(31, 261, &mut || 1);
+    for (index, packet) in after.iter().enumerate().skip(200) {
+        let accepted = feed(&mut sequencer, Origin::Line(0), packet, &mut out);
+        assert_eq!(accepted, index != 200, "message {}", 31 + index);
+        if index == 201 {
+            assert_eq!(out.events.last(), Some(&RecoveryEvent::GapOpened { first: 31, end: 232, now_ns: out.now_ns }));
+        }
+    }
+    let mut server = Server::new(260, 100, 2 * MS, 3);
+    drive(&mut sequencer, &mut out, &mut server, &[], 0, 2_000);
+    let counters = *sequencer.counters();
+    assert_eq!(out.delivered, all(260));
+    assert_eq!(counters.implausible_packets, 3);
+    assert_eq!(counters.retransmitted_messages, 201);
+    assert_eq!(counters.gave_up, 0);
+    assert_eq!(out.tracker.counters().gaps, 0);
+    assert!(!sequencer.is_recovering());
+}
+
+#[test]
+fn forged_end_of_session_is_revoked() {
+    let mut out = Recorder::new();
+    let mut sequencer = started(config(), &mut out);
+    let packets = thirty();
+    for packet in &packets[..5] {
+        feed(&mut sequencer, Origin::Line(0), packet, &mut out);
+    }
+    // An end of session at 16 while the session goes on; packet 5 (messages 16..=18) is lost.
+    feed(&mut sequencer, Origin::Line(0), &end_of_session(16), &mut out);
+    assert!(out.tracker.is_ended());
+    for packet in &packets[6..] {
+        feed(&mut sequencer, Origin::Line(0), packet, &mut out);
+    }
+    assert_eq!(sequencer.counters().revoked_ends, 1);
+    assert_eq!(out.events, vec![RecoveryEvent::GapOpened { first: 16, end: 19, now_ns: 0 }]);
+    assert_eq!(out.delivered, all(15));
+
+    out.now_ns = MS;
+    sequencer.poll(out.now_ns, &mut out);
+    assert_eq!(out.requests.len(), 1);
+    assert_eq!((out.requests[0].1.sequence, out.requests[0].1.count), (16, 3));
+    feed(&mut sequencer, Origin::Retransmission, &packets[5], &mut out);
+    assert_eq!(out.delivered, all(30));
+    assert!(!out.tracker.is_ended());
+    assert_eq!(out.tracker.counters().gaps, 0);
+    assert!(!sequencer.is_recovering());
+}
+
+#[test]
+fn end_of_session_contradicted_by_data_is_dropped() {
+    let mut out = Recorder::new();
+    let mut sequencer = started(config(), &mut out);
+    let packets = thirty();
+    // Packet 2 (messages 7..=9) is lost, so packets after it are held.
+    for index in [0, 1, 3] {
+        feed(&mut sequencer, Origin::Line(0), &packets[index], &mut out);
+    }
+    // Held until the gap fills, then revoked by packet 4, which carries message 13.
+    feed(&mut sequencer, Origin::Line(0), &end_of_session(13), &mut out);
+    feed(&mut sequencer, Origin::Line(0), &packets[4], &mut out);
+    assert_eq!(sequencer.counters().revoked_ends, 1);
+    // Below the horizon (16) on arrival: dropped at once.
+    feed(&mut sequencer, Origin::Line(0), &end_of_session(14), &mut out);
+    assert_eq!(sequencer.counters().revoked_ends, 2);
+
+    out.now_ns = MS;
+    sequencer.poll(out.now_ns, &mut out);
+    feed(&mut sequencer, Origin::Retransmission, &packets[2], &mut out);
+    assert_eq!(out.delivered, all(15));
+    assert!(!out.tracker.is_ended());
+    assert_eq!(out.tracker.counters().end_of_session, 0);
+    assert!(!sequencer.is_recovering());
+}
+
+#[test]
+fn response_past_request_end_is_dropped() {
+    let mut out = Recorder::new();
+    let mut sequencer = started(config(), &mut out);
+    let packets = thirty();
+    for index in [0, 1, 3, 4] {
+        feed(&mut sequencer, Origin::Line(0), &packets[index], &mut out);
+    }
+    out.now_ns = MS;
+    sequencer.poll(out.now_ns, &mut out);
+    assert_eq!(out.requests.len(), 1);
+    assert_eq!((out.requests[0].1.sequence, out.requests[0].1.count), (7, 3));
+
+    // One response packet of messages 7..=30 overlaps the request but runs past its end.
+    let oversized = build_packets(7, 31, &mut || 24);
+    assert_eq!(oversized.len(), 1);
+    feed(&mut sequencer, Origin::Retransmission, &oversized[0], &mut out);
+    assert_eq!(sequencer.counters().unrequested_responses, 1);
+    assert_eq!(out.delivered, all(6));
+
+    feed(&mut sequencer, Origin::Retransmission, &packets[2], &mut out);
+    assert_eq!(out.delivered, all(15));
+    for packet in &packets[5..] {
+        feed(&mut sequencer, Origin::Line(0), packet, &mut out);
+    }
+    assert_eq!(out.delivered, all(30));
+    assert_eq!(sequencer.counters().retransmitted_messages, 3);
+    assert_eq!(out.tracker.counters().gaps, 0);
+}
+
+#[test]
+fn fallback_failed_gives_up_at_once() {
+    let mut out = Recorder::new();
+    let mut sequencer = started(SequencerConfig { fallback: true, ..config() }, &mut out);
+    // Without a fallback running, nothing happens.
+    sequencer.fallback_failed(0, &mut out);
+    assert!(out.events.is_empty());
+
+    let packets = thirty();
+    for (index, packet) in packets.iter().enumerate() {
+        if index != 2 {
+            feed(&mut sequencer, Origin::Line(0), packet, &mut out);
+        }
+    }
+    out.now_ns = 1_000 * MS;
+    sequencer.poll(out.now_ns, &mut out);
+    assert!(sequencer.in_fallback());
+
+    // A fallback stream that starts past the horizon (31) does not move it.
+    for packet in build_packets(40, 42, &mut || 1) {
+        feed(&mut sequencer, Origin::Fallback, &packet, &mut out);
+    }
+    assert_eq!(sequencer.counters().unrequested_responses, 2);
+    assert_eq!(out.delivered, all(6));
+
+    out.now_ns += MS;
+    sequencer.fallback_failed(out.now_ns, &mut out);
+    assert!(!sequencer.in_fallback());
+    assert!(!sequencer.is_recovering());
+    assert_eq!(out.gave_up(), vec![(7, 10)]);
+    assert!(out.events.contains(&RecoveryEvent::FallbackEnd { caught_up: false }));
+    assert_eq!(out.events.last(), Some(&RecoveryEvent::Recovered { next: 31 }));
+    let expected: Vec<u64> = (1..=30).filter(|s| !(7..10).contains(s)).collect();
+    assert_eq!(out.delivered, expected);
+    assert_eq!(sequencer.counters().gave_up, 1);
+    assert_gaps_accounted(&sequencer, "after fallback_failed");
+}
+
+#[test]
+fn gap_accounting_covers_merges_and_resets() {
+    let mut out = Recorder::new();
+    let mut sequencer = started(SequencerConfig { buffer_packets: 2, ..config() }, &mut out);
+    // Each heartbeat reveals a new tail gap; the small gap list fills and later gaps merge.
+    for step in 1..=20u64 {
+        feed(&mut sequencer, Origin::Line(0), &heartbeat(SESSION, 1 + 5 * step), &mut out);
+        assert_gaps_accounted(&sequencer, &format!("heartbeat {step}"));
+    }
+    let counters = *sequencer.counters();
+    assert_eq!(counters.gaps, 20);
+    assert!(counters.merged_gaps > 0);
+    assert!(sequencer.open_gaps() > 0);
+
+    let open = sequencer.open_gaps() as u64;
+    sequencer.reset(OTHER_SESSION, 1, false, &mut out);
+    assert_eq!(sequencer.counters().reset_gaps, open);
+    assert_eq!(sequencer.open_gaps(), 0);
+    assert_gaps_accounted(&sequencer, "after reset");
 }

@@ -30,7 +30,10 @@ async fn read_until_trade(socket: &mut Socket, book: &mut ClientBook, feed_seq: 
 
 #[tokio::test]
 async fn snapshot_then_updates_match_reference() {
-    let (mut tap, server) = start(WsConfig { max_rate_per_client: 0, ..config() });
+    // One burst of 3,000 updates queues about 600 KiB per client, and every update must arrive one
+    // by one, so pausing is off: `pause_queue_bytes` equals `client_queue_bytes`.
+    let cfg = WsConfig { max_rate_per_client: 0, ..config() };
+    let (mut tap, server) = start(WsConfig { pause_queue_bytes: cfg.client_queue_bytes, ..cfg });
     let mut rng = Xorshift(0x9e37_79b9_7f4a_7c15);
     let mut reference = Reference::default();
     tap.on_event(&directory(1, "AAPL"));

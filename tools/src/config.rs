@@ -125,6 +125,10 @@ pub struct RecoverySection {
     pub fallback_timeout_ms: u64,
     /// A line without a packet for this long, in milliseconds, is reported silent.
     pub line_silence_ms: u64,
+    /// A packet whose sequence is more than this many messages past the highest one seen is
+    /// dropped until a second packet confirms the jump, so one forged packet cannot move the
+    /// feed ahead.
+    pub max_jump_messages: u64,
 }
 
 impl Default for RecoverySection {
@@ -143,6 +147,7 @@ impl Default for RecoverySection {
             fallback_password: String::new(),
             fallback_timeout_ms: 10_000,
             line_silence_ms: 5000,
+            max_jump_messages: mdfh_feed::recovery::sequencer::DEFAULT_MAX_JUMP_MESSAGES,
         }
     }
 }
@@ -248,6 +253,11 @@ pub struct WsSection {
     pub max_frame_bytes: usize,
     /// Outbound queue of one client, in bytes; a client that falls further behind is closed.
     pub client_queue_bytes: usize,
+    /// Queued bytes above which a client gets no more updates until it catches up; it then gets
+    /// conflated snapshots.
+    pub pause_queue_bytes: usize,
+    /// Maximum pause, in milliseconds, before a client is closed (1008).
+    pub max_pause_ms: u64,
     pub ping_interval_ms: u64,
     /// Updates per second one client receives at most; above it, conflated snapshots. 0: no limit.
     pub max_rate_per_client: u32,
@@ -268,6 +278,8 @@ impl Default for WsSection {
             max_clients: ws.max_clients,
             max_frame_bytes: ws.max_frame_bytes,
             client_queue_bytes: ws.client_queue_bytes,
+            pause_queue_bytes: ws.pause_queue_bytes,
+            max_pause_ms: ws.max_pause.as_millis() as u64,
             ping_interval_ms: ws.ping_interval.as_millis() as u64,
             max_rate_per_client: ws.max_rate_per_client,
             token: ws.token,
@@ -286,6 +298,8 @@ impl WsSection {
             max_clients: self.max_clients,
             max_frame_bytes: self.max_frame_bytes,
             client_queue_bytes: self.client_queue_bytes,
+            pause_queue_bytes: self.pause_queue_bytes,
+            max_pause: Duration::from_millis(self.max_pause_ms),
             ping_interval: Duration::from_millis(self.ping_interval_ms.max(1)),
             max_rate_per_client: self.max_rate_per_client,
             token: self.token.clone(),

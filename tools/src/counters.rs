@@ -133,7 +133,7 @@ pub struct RecoveryCounters {
     pub fallback_messages: Counter,
     /// Fallback connections that failed or were lost before the gap closed.
     pub fallback_failures: Counter,
-    /// Gaps given up on (books marked stale), and the messages in them.
+    /// Gaps that lost messages to a give-up (books marked stale), and the messages lost.
     pub gave_up: Counter,
     pub messages_given_up: Counter,
     /// Packets that did not fit the hold-back buffer.
@@ -153,6 +153,15 @@ pub struct RecoveryCounters {
     pub reset_drops: Counter,
     /// Packets too long for a hold-back slot, handled like a full buffer.
     pub oversized_packets: Counter,
+    /// Packets dropped because their sequence jumped more than `max_jump_messages` ahead, until a
+    /// second packet confirmed the jump.
+    pub implausible_packets: Counter,
+    /// Ends of session withdrawn because the session went on to send messages.
+    pub revoked_ends: Counter,
+    /// Gaps merged into a neighbour (each then ends with it), and gaps dropped by a new session.
+    /// `gaps` = `gaps_filled` + `gave_up` + `merged_gaps` + `reset_gaps` + gaps still open.
+    pub merged_gaps: Counter,
+    pub reset_gaps: Counter,
 }
 
 /// What one line (A or B) delivered, independent of the other.
@@ -171,6 +180,8 @@ pub struct LineCounters {
     pub missing_messages: Counter,
     /// Packets older than the line's window of sequence numbers (a jump backwards).
     pub backwards_packets: Counter,
+    /// Packets with sequence 0, beyond any real feed's range, or jumping too far ahead.
+    pub invalid_packets: Counter,
     /// Times the line fell silent.
     pub silences: Counter,
     /// Datagrams the kernel dropped on this line's socket (full receive buffer).

@@ -444,6 +444,17 @@ struct DroppingServer {
 
 impl DroppingServer {
     fn start(messages: Vec<Vec<u8>>, first_sequence: u64, replay: u64) -> DroppingServer {
+        DroppingServer::start_accepting(messages, first_sequence, replay, |session, sequence| (session, sequence))
+    }
+
+    /// Like `start`, with `accept` choosing the session and sequence of each Login Accepted from
+    /// those requested.
+    fn start_accepting(
+        messages: Vec<Vec<u8>>,
+        first_sequence: u64,
+        replay: u64,
+        accept: fn(SessionId, u64) -> (SessionId, u64),
+    ) -> DroppingServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("cannot bind the fallback: {e}"));
         listener.set_nonblocking(true).unwrap_or_else(|e| panic!("cannot make the fallback non-blocking: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("no fallback address: {e}"));
@@ -463,6 +474,7 @@ impl DroppingServer {
                     logins.len() == 1
                 };
                 if first_connection {
+                    let (session, sequence) = accept(session, sequence);
                     replay_then_close(stream, &messages, first_sequence, session, sequence, replay);
                 }
             }
@@ -531,6 +543,29 @@ fn fallback_dropped_mid_replay_gives_up() {
         assert_eq!(*login, (SESSION, gap_first + REPLAYED), "later logins resume after the replayed messages");
     }
     exchange.stop();
+}
+
+/// Runs a fallback whose Login Accepted cannot fill the gap: the handler applies none of its
+/// messages and gives up at once, long before the fallback timeout.
+fn assert_fallback_refused(name: &str, accept: fn(SessionId, u64) -> (SessionId, u64)) {
+    let feed = Feed::load(name, 1);
+    let server = DroppingServer::start_accepting(feed.messages.clone(), feed.first_sequence, PER_PACKET, accept);
+    let recovery = format!("fallback = \"{}\"\nfallback_timeout_ms = 600000\n", server.addr);
+    let exchange = Exchange::start(feed, &recovery);
+    exchange.send_line(0..exchange.feed.packet_count() / 2, Some(LOST_PACKET));
+    assert_failed_fallback(&exchange, 0);
+    exchange.handler.process.stderr.wait_for(&["the SoupBinTCP fallback cannot replay the gap"]);
+    exchange.stop();
+}
+
+#[test]
+fn fallback_of_another_session_refused() {
+    assert_fallback_refused("fallback_other_session", |_, sequence| (OTHER_SESSION, sequence));
+}
+
+#[test]
+fn fallback_starting_late_refused() {
+    assert_fallback_refused("fallback_starts_late", |session, sequence| (session, sequence + 3));
 }
 
 #[test]

@@ -3,13 +3,20 @@
 //! [`LineStats`] keeps a bitmap of the sequence numbers seen in a window below the line's highest
 //! sequence. The bitmap is a ring indexed by sequence modulo its size, allocated once, so
 //! observing a packet allocates nothing.
+//!
+//! A packet whose sequence jumps more than the jump bound past the line's highest end is
+//! counted in `invalid_packets` and ignored until a second packet confirms the jump. So one
+//! corrupt sequence number cannot turn the rest of the session into missing or backwards
+//! messages. The rule matches the sequencer's `max_jump_messages`.
 
 use crate::moldudp64::{SessionId, END_OF_SESSION, HEARTBEAT};
+use crate::recovery::sequencer::DEFAULT_MAX_JUMP_MESSAGES;
+use crate::session::MAX_SEQUENCE;
 
 /// Totals of one line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LineCounters {
-    /// Every packet observed, heartbeats and end-of-session packets included.
+    /// Every packet observed, heartbeats, end-of-session and invalid packets included.
     pub packets: u64,
     /// Messages carried by those packets, repeats included.
     pub messages: u64,
@@ -18,12 +25,16 @@ pub struct LineCounters {
     pub duplicate_packets: u64,
     /// Packets that arrived after a packet with higher sequence numbers, not seen before.
     pub reordered_packets: u64,
-    /// Forward jumps past the line's highest sequence.
+    /// Forward jumps past the line's highest sequence, by a data packet, a heartbeat or an end
+    /// of session.
     pub gaps: u64,
     /// Packets older than the line's window (a sequence that jumped backwards beyond it).
     pub backwards_packets: u64,
     /// Times the line fell silent (see [`LineStats::check_silence`]).
     pub silences: u64,
+    /// Packets ignored: a sequence of 0 or above [`MAX_SEQUENCE`], or an unconfirmed jump of
+    /// more than the jump bound past the line's highest end. They count in `packets` only.
+    pub invalid_packets: u64,
 }
 
 /// Sequence bookkeeping of one line: a window of seen sequence numbers and the counters.
@@ -36,8 +47,13 @@ pub struct LineStats {
     session: Option<SessionId>,
     /// First sequence seen in the session (lowered by reordered packets within the window).
     first: u64,
-    /// Sequence after the highest message seen in the session; 0 before the first message.
+    /// Sequence after the highest message seen in the session, raised by heartbeats and ends of
+    /// session beyond it; 0 before the first message.
     highest_end: u64,
+    /// Largest forward jump past `highest_end` believed without confirmation, in messages.
+    max_jump: u64,
+    /// Sequence of the last packet ignored as an unconfirmed jump.
+    jump_candidate: Option<u64>,
     /// Distinct messages seen in the session.
     distinct: u64,
     last_packet_ns: Option<u64>,
@@ -56,6 +72,8 @@ impl LineStats {
             session: None,
             first: 0,
             highest_end: 0,
+            max_jump: DEFAULT_MAX_JUMP_MESSAGES,
+            jump_candidate: None,
             distinct: 0,
             last_packet_ns: None,
             silent: false,
@@ -63,27 +81,50 @@ impl LineStats {
         }
     }
 
+    /// Sets the largest forward jump past the line's highest end that one packet may make
+    /// without confirmation, in messages. The default is [`DEFAULT_MAX_JUMP_MESSAGES`].
+    pub fn set_max_jump_messages(&mut self, messages: u64) {
+        self.max_jump = messages;
+    }
+
     /// Records one packet of `session`. `sequence` and `count` are the MoldUDP64 header fields.
-    /// A new session clears the window; the counters go on.
+    /// A data packet of a new session clears the window; the counters go on. A heartbeat or end
+    /// of session of the current session past the highest end counts a gap and raises the
+    /// highest end, so that messages lost at the tail count as missing.
     pub fn observe(&mut self, session: &SessionId, sequence: u64, count: u16, now_ns: u64) {
         self.last_packet_ns = Some(now_ns);
         self.silent = false;
         self.counters.packets += 1;
-        if count == HEARTBEAT {
-            self.counters.heartbeats += 1;
+        if sequence == 0 || sequence > MAX_SEQUENCE {
+            self.counters.invalid_packets += 1;
             return;
         }
-        if count == END_OF_SESSION {
-            return;
-        }
-        self.counters.messages += u64::from(count);
-        if self.session.as_ref() != Some(session) {
+        let is_data = count != HEARTBEAT && count != END_OF_SESSION;
+        if is_data && self.session.as_ref() != Some(session) {
             self.session = Some(*session);
             self.seen.fill(0);
             self.first = sequence;
             self.highest_end = sequence;
             self.distinct = 0;
+            self.jump_candidate = None;
         }
+        let in_session = self.session.as_ref() == Some(session);
+        if in_session && !self.is_plausible(sequence) {
+            self.counters.invalid_packets += 1;
+            return;
+        }
+        if !is_data {
+            if count == HEARTBEAT {
+                self.counters.heartbeats += 1;
+            }
+            if in_session && sequence > self.highest_end {
+                self.counters.gaps += 1;
+                self.clear_range(self.highest_end, sequence);
+                self.highest_end = sequence;
+            }
+            return;
+        }
+        self.counters.messages += u64::from(count);
 
         let end = sequence.saturating_add(u64::from(count));
         let window = self.mask + 1;
@@ -151,6 +192,25 @@ impl LineStats {
     /// Returns the receive time of the last packet, in the caller's ns clock.
     pub fn last_packet_ns(&self) -> Option<u64> {
         self.last_packet_ns
+    }
+
+    /// Applies the jump bound to a packet of the current session. Returns false for a jump of
+    /// more than `max_jump` past the highest end. A packet at or after the last ignored jump and
+    /// within `max_jump` of it confirms that jump, and returns true.
+    fn is_plausible(&mut self, sequence: u64) -> bool {
+        if sequence <= self.highest_end.saturating_add(self.max_jump) {
+            self.jump_candidate = None;
+            return true;
+        }
+        let confirms = self
+            .jump_candidate
+            .is_some_and(|candidate| sequence >= candidate && sequence - candidate <= self.max_jump);
+        if confirms {
+            self.jump_candidate = None;
+            return true;
+        }
+        self.jump_candidate = Some(sequence);
+        false
     }
 
     fn is_seen(&self, sequence: u64) -> bool {
@@ -316,6 +376,74 @@ mod tests {
         assert_eq!(counters.gaps, 1);
         assert_eq!(counters.packets, 4);
         assert_eq!(counters.messages, 16);
+    }
+
+    #[test]
+    fn invalid_sequence_is_ignored() {
+        let mut line = LineStats::new(64);
+        line.observe(&SESSION, 1, 2, 0);
+        line.observe(&SESSION, 0, 5, 0);
+        line.observe(&SESSION, MAX_SEQUENCE + 1, 1, 0);
+        line.observe(&SESSION, 0, HEARTBEAT, 0);
+        line.observe(&SESSION, 3, 1, 0);
+        let counters = *line.counters();
+        assert_eq!(counters.invalid_packets, 3);
+        assert_eq!(counters.packets, 5);
+        assert_eq!(counters.heartbeats, 0);
+        assert_eq!(counters.messages, 3);
+        assert_eq!(counters.gaps, 0);
+        assert_eq!(counters.backwards_packets, 0);
+        assert_eq!(line.missing_messages(), 0);
+    }
+
+    #[test]
+    fn heartbeat_and_end_reveal_tail_loss() {
+        let mut line = LineStats::new(64);
+        line.observe(&SESSION, 1, 5, 0);
+        // Messages 6..=9 are lost, and the heartbeat carries 10 as the next sequence.
+        line.observe(&SESSION, 10, HEARTBEAT, 0);
+        assert_eq!(line.counters().gaps, 1);
+        assert_eq!(line.missing_messages(), 4);
+        // Message 8 arrives late: it is reordered, not a repeat.
+        line.observe(&SESSION, 8, 1, 0);
+        assert_eq!(line.counters().reordered_packets, 1);
+        assert_eq!(line.missing_messages(), 3);
+        line.observe(&SESSION, 12, END_OF_SESSION, 0);
+        let counters = *line.counters();
+        assert_eq!(counters.gaps, 2);
+        assert_eq!(counters.heartbeats, 1);
+        assert_eq!(line.missing_messages(), 5);
+        // A heartbeat of another session leaves the window alone.
+        line.observe(b"LINE000002", 500, HEARTBEAT, 0);
+        assert_eq!(line.counters().gaps, 2);
+        assert_eq!(line.missing_messages(), 5);
+    }
+
+    #[test]
+    fn far_jump_needs_confirmation() {
+        let mut line = LineStats::new(64);
+        line.set_max_jump_messages(1000);
+        line.observe(&SESSION, 1, 10, 0);
+        // One forged sequence far ahead, as data and as a heartbeat.
+        line.observe(&SESSION, 1_000_000_000, 1, 0);
+        line.observe(&SESSION, 11, 10, 0);
+        line.observe(&SESSION, 2_000_000_000, HEARTBEAT, 0);
+        line.observe(&SESSION, 21, 10, 0);
+        let counters = *line.counters();
+        assert_eq!(counters.invalid_packets, 2);
+        assert_eq!(counters.gaps, 0);
+        assert_eq!(counters.backwards_packets, 0);
+        assert_eq!(counters.heartbeats, 0);
+        assert_eq!(counters.messages, 30);
+        assert_eq!(line.missing_messages(), 0);
+
+        // A real jump: the second packet confirms it and the skipped messages count as missing.
+        line.observe(&SESSION, 5031, 1, 0);
+        line.observe(&SESSION, 5032, 1, 0);
+        let counters = *line.counters();
+        assert_eq!(counters.invalid_packets, 3);
+        assert_eq!(counters.gaps, 1);
+        assert_eq!(line.missing_messages(), 5032 - 31);
     }
 
     #[test]

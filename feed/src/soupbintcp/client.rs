@@ -5,12 +5,18 @@
 //! and treats a silent server as a lost link. After a lost link or a rejected login it waits
 //! (doubling the wait each time, up to a maximum), reconnects and resumes from the next expected
 //! number, so the messages passed on have no gap and no duplicate across reconnects.
+//!
+//! A server ends a session with End of Session, or by rejecting a login to it as "session not
+//! available" after a restart. A client that follows new sessions (see
+//! [`SoupClientConfig::follow_new_sessions`]) then logs in to the server's current session from
+//! sequence 1, and [`SoupClient::poll_events`] reports the end and the new Login Accepted before
+//! the new session's first message.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use super::frame::{ClientPacket, FrameReader, LoginRequest, ServerPacket, SessionId};
+use super::frame::{trim, ClientPacket, FrameReader, LoginRequest, RejectReason, ServerPacket, SessionId};
 use super::SoupError;
 use crate::udp::monotonic_ns;
 
@@ -26,6 +32,11 @@ pub struct SoupClientConfig {
     /// Up to 10 ASCII characters. Empty logs into the server's current session. After the first
     /// login the client requests the session the server named.
     pub session: String,
+    /// Whether the client logs in to the server's current session, from sequence 1, after its
+    /// session ended (End of Session, or a login rejected as "session not available"). `None`
+    /// follows new sessions only when `session` is empty, so a client configured with a session
+    /// name stays with that session.
+    pub follow_new_sessions: Option<bool>,
     /// Sequence number requested at the first login. 1 is the start of the session.
     pub first_sequence: u64,
     /// Maximum time one connect may block `poll`.
@@ -44,7 +55,8 @@ pub struct SoupClientConfig {
 }
 
 impl SoupClientConfig {
-    /// Returns the settings for `server` with blank credentials, any session, sequence 1, the
+    /// Returns the settings for `server` with blank credentials, any session (following new
+    /// sessions), sequence 1, the
     /// protocol's usual 1 s heartbeat and 15 s timeout, and reconnect waits from 100 ms to 5 s.
     pub fn new(server: SocketAddr) -> Self {
         SoupClientConfig {
@@ -52,6 +64,7 @@ impl SoupClientConfig {
             username: String::new(),
             password: String::new(),
             session: String::new(),
+            follow_new_sessions: None,
             first_sequence: 1,
             connect_timeout: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(1),
@@ -79,7 +92,8 @@ pub enum ClientState {
     LoggingIn,
     /// Logged in, with sequenced data flowing.
     Active,
-    /// The server sent End of Session. The client stays disconnected.
+    /// The server sent End of Session. A client that follows new sessions logs in to the next one
+    /// after `reconnect_backoff_max`. Any other client stays disconnected.
     EndOfSession,
     /// [`SoupClient::logout`] was called.
     LoggedOut,
@@ -96,8 +110,13 @@ pub struct ClientCounters {
     /// Successful TCP connects after the first.
     pub reconnects: u64,
     pub connect_failures: u64,
-    /// Login Accepted packets.
+    /// Login Accepted packets, except those naming a session that already ended.
     pub logins: u64,
+    /// Login Accepted packets naming a session other than the one before.
+    pub session_changes: u64,
+    /// Login Accepted packets naming the session that ended with End of Session, while the client
+    /// waits for the next one. Each closes the connection and counts as a failed attempt.
+    pub ended_session_logins: u64,
     /// Login Rejected packets.
     pub login_rejects: u64,
     /// Connections the server closed.
@@ -115,10 +134,36 @@ pub struct ClientCounters {
     pub debug_packets: u64,
 }
 
+/// An event passed to the [`SoupClient::poll_events`] callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoupEvent<'a> {
+    /// Login Accepted: the session logged in to and the sequence number of its next message.
+    /// Reported after every login, before the messages it numbers.
+    LoginAccepted { session: SessionId, sequence: u64 },
+    /// `session` ended: the server sent End of Session, or rejected a login to it as "session
+    /// not available" while the client follows new sessions. `next_sequence` follows the last
+    /// message received. After a reject, a later Login Accepted may name the same session again.
+    SessionEnded { session: SessionId, next_sequence: u64 },
+    /// One sequenced message, numbered from Login Accepted, and the [`monotonic_ns`] time at
+    /// which it was read.
+    Message { sequence: u64, message: &'a [u8], recv_ns: u64 },
+}
+
+/// Session id of all spaces: in a Login Request, the server's current session.
+const CURRENT_SESSION: SessionId = [b' '; 10];
+
 /// A SoupBinTCP client. Not thread-safe by design: one input thread owns and polls it.
 pub struct SoupClient {
     config: SoupClientConfig,
+    /// The Login Request of the current or last attempt. Its session starts as the configured one.
     login: LoginRequest,
+    follow_new_sessions: bool,
+    /// Whether the next login requests the server's current session from sequence 1, because
+    /// the client follows new sessions and its session ended or was rejected as not available.
+    request_current: bool,
+    /// The session that ended with End of Session and is not to be logged in to again, while
+    /// the client looks for the next one.
+    ended_session: Option<SessionId>,
     stream: Option<TcpStream>,
     reader: FrameReader,
     /// Packets queued for sending; `out[out_sent..]` is not yet written.
@@ -141,10 +186,14 @@ impl SoupClient {
     /// a credential or the session does not fit its field.
     pub fn new(config: SoupClientConfig) -> Result<Self, SoupError> {
         let login = LoginRequest::new(&config.username, &config.password, &config.session, config.first_sequence)?;
+        let follow_new_sessions = config.follow_new_sessions.unwrap_or(config.session.is_empty());
         Ok(SoupClient {
             next_sequence: config.first_sequence,
             config,
             login,
+            follow_new_sessions,
+            request_current: false,
+            ended_session: None,
             stream: None,
             reader: FrameReader::new(),
             out: Vec::with_capacity(256),
@@ -160,20 +209,24 @@ impl SoupClient {
         })
     }
 
-    /// Does the work that is due: connects when the reconnect wait is over, reads once and calls
-    /// `f(sequence, message, recv_timestamp_ns)` for each sequenced message, sends heartbeats
-    /// and checks the server timeout. `now_ns` comes from [`monotonic_ns`], as do the receive
-    /// timestamps. Returns the number of events handled, and 0 when idle. Only the connect blocks,
-    /// for at most `connect_timeout`.
+    /// Does the work that is due, like [`poll_events`](SoupClient::poll_events), and calls
+    /// `f(sequence, message, recv_timestamp_ns)` for each sequenced message only.
     pub fn poll(&mut self, now_ns: u64, mut f: impl FnMut(u64, &[u8], u64)) -> usize {
-        match self.state {
-            ClientState::Disconnected => {
-                if now_ns < self.retry_at_ns {
-                    return 0;
-                }
-                self.connect(now_ns);
-                1
+        self.poll_events(now_ns, |event| {
+            if let SoupEvent::Message { sequence, message, recv_ns } = event {
+                f(sequence, message, recv_ns);
             }
+        })
+    }
+
+    /// Does the work that is due: connects when the reconnect wait is over, reads once and calls
+    /// `f` for each event, sends heartbeats and checks the server timeout. `now_ns` comes from
+    /// [`monotonic_ns`], as do the receive timestamps. Returns the number of packets and link
+    /// events handled, and 0 when idle. Only the connect blocks, for at most `connect_timeout`.
+    pub fn poll_events(&mut self, now_ns: u64, mut f: impl FnMut(SoupEvent<'_>)) -> usize {
+        match self.state {
+            ClientState::Disconnected => self.connect_when_due(now_ns),
+            ClientState::EndOfSession if self.follow_new_sessions => self.connect_when_due(now_ns),
             ClientState::LoggingIn | ClientState::Active => {
                 let mut work = self.receive(now_ns, &mut f);
                 if self.stream.is_some() {
@@ -210,6 +263,11 @@ impl SoupClient {
         self.session.as_ref()
     }
 
+    /// Returns whether the client logs in to the server's current session after its session ended.
+    pub fn follows_new_sessions(&self) -> bool {
+        self.follow_new_sessions
+    }
+
     pub fn counters(&self) -> &ClientCounters {
         &self.counters
     }
@@ -217,6 +275,14 @@ impl SoupClient {
     /// Returns the error that ended the last connection or attempt.
     pub fn last_error(&self) -> Option<&SoupError> {
         self.last_error.as_ref()
+    }
+
+    fn connect_when_due(&mut self, now_ns: u64) -> usize {
+        if now_ns < self.retry_at_ns {
+            return 0;
+        }
+        self.connect(now_ns);
+        1
     }
 
     fn connect(&mut self, now_ns: u64) {
@@ -244,18 +310,30 @@ impl SoupClient {
         self.state = ClientState::LoggingIn;
         self.last_recv_ns = now_ns;
 
-        if let Some(session) = self.session {
-            self.login.session = session;
+        // After its session ended the client requests the current session from its start.
+        // Otherwise it resumes the session it logged in to, or the configured one before that.
+        if self.request_current {
+            self.login.session = CURRENT_SESSION;
+            self.login.sequence = 1;
+        } else {
+            if let Some(session) = self.session {
+                self.login.session = session;
+            }
+            self.login.sequence = self.next_sequence;
         }
-        self.login.sequence = self.next_sequence;
-        tracing::info!(%addr, sequence = self.next_sequence, "SoupBinTCP connected, logging in");
+        tracing::info!(
+            %addr,
+            session = %trim(&self.login.session).escape_ascii(),
+            sequence = self.login.sequence,
+            "SoupBinTCP connected, logging in"
+        );
         self.queue(now_ns, ClientPacket::LoginRequest(self.login));
         self.flush(now_ns);
     }
 
     /// Reads once and handles every whole packet read. Returns the number of packets handled,
     /// plus one when the link ended.
-    fn receive(&mut self, now_ns: u64, f: &mut impl FnMut(u64, &[u8], u64)) -> usize {
+    fn receive(&mut self, now_ns: u64, f: &mut impl FnMut(SoupEvent<'_>)) -> usize {
         let Some(stream) = self.stream.as_mut() else {
             return 0;
         };
@@ -295,33 +373,29 @@ impl SoupClient {
 
             match (self.state, packet) {
                 (ClientState::Active, ServerPacket::SequencedData(message)) => {
-                    f(self.next_sequence, message, recv_ns);
+                    f(SoupEvent::Message { sequence: self.next_sequence, message, recv_ns });
                     self.next_sequence += 1;
                     self.counters.messages += 1;
                 }
                 (_, ServerPacket::Heartbeat) => self.counters.heartbeats_received += 1,
                 (_, ServerPacket::Debug(_)) => self.counters.debug_packets += 1,
                 (ClientState::LoggingIn, ServerPacket::LoginAccepted { session, sequence }) => {
-                    tracing::info!(
-                        addr = %self.config.server,
-                        session = %String::from_utf8_lossy(&session),
-                        sequence,
-                        "SoupBinTCP login accepted"
-                    );
-                    self.session = Some(session);
-                    self.next_sequence = sequence;
-                    self.state = ClientState::Active;
-                    self.failures = 0;
-                    self.counters.logins += 1;
+                    if self.ended_session == Some(session) {
+                        self.counters.ended_session_logins += 1;
+                        break Some(SoupError::SessionEnded { addr: self.config.server, session });
+                    }
+                    self.on_login_accepted(session, sequence);
+                    f(SoupEvent::LoginAccepted { session, sequence });
                 }
                 (ClientState::LoggingIn, ServerPacket::LoginRejected(reason)) => {
                     self.counters.login_rejects += 1;
+                    if reason == RejectReason::SessionNotAvailable {
+                        self.on_session_not_available(f);
+                    }
                     break Some(SoupError::LoginRejected { reason });
                 }
                 (ClientState::Active, ServerPacket::EndOfSession) => {
-                    tracing::info!(addr = %self.config.server, next_sequence = self.next_sequence, "SoupBinTCP end of session");
-                    self.close();
-                    self.state = ClientState::EndOfSession;
+                    self.on_end_of_session(now_ns, f);
                     return work;
                 }
                 (state, _) => {
@@ -339,6 +413,68 @@ impl SoupClient {
             work += 1;
         }
         work
+    }
+
+    fn on_login_accepted(&mut self, session: SessionId, sequence: u64) {
+        tracing::info!(
+            addr = %self.config.server,
+            session = %trim(&session).escape_ascii(),
+            sequence,
+            "SoupBinTCP login accepted"
+        );
+        if self.session.is_some_and(|previous| previous != session) {
+            self.counters.session_changes += 1;
+        }
+        self.request_current = false;
+        self.ended_session = None;
+        self.session = Some(session);
+        self.next_sequence = sequence;
+        self.state = ClientState::Active;
+        self.failures = 0;
+        self.counters.logins += 1;
+    }
+
+    /// Handles a login rejected as "session not available". A client that follows new sessions
+    /// and requested a named session requests the current one next, and reports the end when it
+    /// had logged in to the rejected one. The caller then fails the attempt, so the next login
+    /// waits as usual. A server may offer the rejected session again later, and the client then
+    /// accepts it, unlike a session ended by End of Session.
+    fn on_session_not_available(&mut self, f: &mut impl FnMut(SoupEvent<'_>)) {
+        let requested = self.login.session;
+        if !self.follow_new_sessions || self.request_current || requested == CURRENT_SESSION {
+            return;
+        }
+        tracing::info!(
+            addr = %self.config.server,
+            session = %trim(&requested).escape_ascii(),
+            "SoupBinTCP session not available; logging in to the current session from sequence 1"
+        );
+        self.request_current = true;
+        if self.session == Some(requested) {
+            f(SoupEvent::SessionEnded { session: requested, next_sequence: self.next_sequence });
+        }
+    }
+
+    /// Handles End of Session: closes the connection, reports the end and, when following new
+    /// sessions, schedules the login to the next one. A server usually starts that session much
+    /// later (the next trading day) or after a restart, so the first look waits the maximum backoff.
+    fn on_end_of_session(&mut self, now_ns: u64, f: &mut impl FnMut(SoupEvent<'_>)) {
+        let session = self.session.unwrap_or(CURRENT_SESSION);
+        tracing::info!(
+            addr = %self.config.server,
+            session = %trim(&session).escape_ascii(),
+            next_sequence = self.next_sequence,
+            follow_new_sessions = self.follow_new_sessions,
+            "SoupBinTCP end of session"
+        );
+        self.close();
+        self.state = ClientState::EndOfSession;
+        f(SoupEvent::SessionEnded { session, next_sequence: self.next_sequence });
+        if self.follow_new_sessions {
+            self.request_current = true;
+            self.ended_session = Some(session);
+            self.retry_at_ns = now_ns.saturating_add(duration_ns(self.config.reconnect_backoff_max));
+        }
     }
 
     /// Sends a heartbeat when due and declares the link lost after `silence_timeout` of silence.
@@ -437,4 +573,244 @@ impl SoupClient {
 
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::soupbintcp::frame::session_id;
+    use crate::soupbintcp::{SoupServer, SoupServerConfig};
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    /// An event with its message copied out, and the message checked against the served list.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Seen {
+        Login(SessionId, u64),
+        Ended(SessionId, u64),
+        Message(u64, Vec<u8>),
+    }
+
+    /// Returns the 39 ITCH messages of a real NASDAQ capture.
+    fn real_messages() -> Arc<[Box<[u8]>]> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/itch-pcaps/Nasdaq.Equities.TotalView.Itch.v5.0/Multiple.Packets.pcap");
+        let file = crate::file::open(Path::new(path)).unwrap();
+        let messages: Vec<Box<[u8]>> = file.messages().map(|m| Box::from(m.unwrap().bytes)).collect();
+        assert_eq!(messages.len(), 39, "messages in {path}");
+        messages.into()
+    }
+
+    fn start_server(addr: SocketAddr, session: &str, end_of_session: bool, messages: &Arc<[Box<[u8]>]>) -> SoupServer {
+        let config = SoupServerConfig { bind: addr, session: session.to_owned(), end_of_session, ..SoupServerConfig::default() };
+        SoupServer::start(config, Arc::clone(messages)).unwrap()
+    }
+
+    /// Client settings for `addr` with reconnect waits of 5 to 50 ms, so that tests stay quick.
+    fn quick_config(addr: SocketAddr) -> SoupClientConfig {
+        SoupClientConfig {
+            reconnect_backoff_min: Duration::from_millis(5),
+            reconnect_backoff_max: Duration::from_millis(50),
+            ..SoupClientConfig::new(addr)
+        }
+    }
+
+    /// Polls `client` on the real clock until `done` holds, collecting the events. The limit only
+    /// keeps a broken test from hanging.
+    fn poll_until(client: &mut SoupClient, seen: &mut Vec<Seen>, what: &str, mut done: impl FnMut(&SoupClient, &[Seen]) -> bool) {
+        let deadline = Instant::now() + LIMIT;
+        while !done(client, seen) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; events so far: {}", seen.len());
+            client.poll_events(monotonic_ns(), |event| seen.push(copy_event(event)));
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn copy_event(event: SoupEvent<'_>) -> Seen {
+        match event {
+            SoupEvent::LoginAccepted { session, sequence } => Seen::Login(session, sequence),
+            SoupEvent::SessionEnded { session, next_sequence } => Seen::Ended(session, next_sequence),
+            SoupEvent::Message { sequence, message, .. } => Seen::Message(sequence, message.to_vec()),
+        }
+    }
+
+    fn ended_count(seen: &[Seen]) -> usize {
+        seen.iter().filter(|e| matches!(e, Seen::Ended(..))).count()
+    }
+
+    /// Returns the events of one whole session: login at 1, every message, then the end.
+    fn whole_session(session: &str, messages: &[Box<[u8]>]) -> Vec<Seen> {
+        let id = session_id(session).unwrap();
+        let mut events = vec![Seen::Login(id, 1)];
+        for (index, message) in messages.iter().enumerate() {
+            events.push(Seen::Message(index as u64 + 1, message.to_vec()));
+        }
+        events.push(Seen::Ended(id, messages.len() as u64 + 1));
+        events
+    }
+
+    #[test]
+    fn follows_new_session_after_end_of_session() {
+        let messages = real_messages();
+        let first = start_server(SocketAddr::from(([127, 0, 0, 1], 0)), "DAY1", true, &messages);
+        let addr = first.local_addr();
+        let mut client = SoupClient::new(quick_config(addr)).unwrap();
+        assert!(client.follows_new_sessions(), "an empty session follows new sessions by default");
+        let mut seen = Vec::new();
+
+        poll_until(&mut client, &mut seen, "end of DAY1", |_, s| ended_count(s) == 1);
+        assert_eq!(client.state(), ClientState::EndOfSession);
+
+        // The server still offers the ended session: the client must not replay it.
+        poll_until(&mut client, &mut seen, "a login to the ended DAY1", |c, _| c.counters().ended_session_logins >= 1);
+        assert!(
+            matches!(client.last_error(), Some(SoupError::SessionEnded { session, .. }) if *session == session_id("DAY1").unwrap()),
+            "{:?}",
+            client.last_error()
+        );
+        drop(first);
+
+        let second = start_server(addr, "DAY2", true, &messages);
+        poll_until(&mut client, &mut seen, "end of DAY2", |_, s| ended_count(s) == 2);
+
+        let mut expected = whole_session("DAY1", &messages);
+        expected.extend(whole_session("DAY2", &messages));
+        assert_eq!(seen.len(), expected.len(), "number of events");
+        for (index, (got, want)) in seen.iter().zip(&expected).enumerate() {
+            assert_eq!(got, want, "event {index}");
+        }
+        let counters = client.counters();
+        assert_eq!(counters.logins, 2);
+        assert_eq!(counters.session_changes, 1);
+        assert_eq!(counters.messages, 2 * messages.len() as u64);
+        assert_eq!(client.session(), Some(&session_id("DAY2").unwrap()));
+        assert_eq!(second.counters().logins_accepted, 1);
+    }
+
+    #[test]
+    fn follows_new_session_after_session_not_available() {
+        let messages = real_messages();
+        // No End of Session: the first server keeps the connection open after the last message.
+        let first = start_server(SocketAddr::from(([127, 0, 0, 1], 0)), "DAY1", false, &messages);
+        let addr = first.local_addr();
+        let mut client = SoupClient::new(quick_config(addr)).unwrap();
+        let mut seen = Vec::new();
+        let all = messages.len() + 1;
+        poll_until(&mut client, &mut seen, "every DAY1 message", |_, s| s.len() == all);
+        drop(first);
+
+        // A restarted server with a new session rejects the login to DAY1 at its next number.
+        let second = start_server(addr, "DAY2", true, &messages);
+        poll_until(&mut client, &mut seen, "end of DAY2", |_, s| ended_count(s) == 2);
+
+        let mut expected = whole_session("DAY1", &messages);
+        expected.extend(whole_session("DAY2", &messages));
+        assert_eq!(seen.len(), expected.len(), "number of events");
+        for (index, (got, want)) in seen.iter().zip(&expected).enumerate() {
+            assert_eq!(got, want, "event {index}");
+        }
+        let counters = client.counters();
+        assert_eq!(counters.login_rejects, 1);
+        assert_eq!(counters.session_changes, 1);
+        assert_eq!(counters.ended_session_logins, 0);
+        assert_eq!(second.counters().logins_rejected, 1);
+        assert_eq!(second.counters().logins_accepted, 1);
+    }
+
+    #[test]
+    fn named_session_stays_after_end_of_session() {
+        let messages = real_messages();
+        let server = start_server(SocketAddr::from(([127, 0, 0, 1], 0)), "DAY1", true, &messages);
+        let config = SoupClientConfig { session: "DAY1".to_owned(), ..quick_config(server.local_addr()) };
+        let mut client = SoupClient::new(config).unwrap();
+        assert!(!client.follows_new_sessions(), "a named session is not left by default");
+        let mut seen = Vec::new();
+
+        poll_until(&mut client, &mut seen, "end of DAY1", |_, s| ended_count(s) == 1);
+
+        assert_eq!(seen, whole_session("DAY1", &messages));
+        // An hour later by the clock passed in, the client has still not reconnected.
+        let hour_later = monotonic_ns() + 3_600_000_000_000;
+        assert_eq!(client.poll_events(hour_later, |event| panic!("event after end of session: {event:?}")), 0);
+        assert_eq!(client.state(), ClientState::EndOfSession);
+        assert_eq!(client.counters().connect_attempts, 1);
+    }
+
+    /// Accepts `logins` connections. On each it reads the 49-byte Login Request, rejects it with
+    /// reason `S` and waits for the client to close. Returns the Login Requests received.
+    fn rejecting_server(logins: usize) -> (SocketAddr, thread::JoinHandle<Vec<LoginRequest>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = thread::spawn(move || {
+            let mut requests = Vec::new();
+            for _ in 0..logins {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut packet = [0u8; 49];
+                stream.read_exact(&mut packet).unwrap();
+                match ClientPacket::decode(&packet[2..], 0) {
+                    Ok(ClientPacket::LoginRequest(login)) => requests.push(login),
+                    other => panic!("expected a Login Request, got {other:?}"),
+                }
+                let mut reply = Vec::new();
+                ServerPacket::LoginRejected(RejectReason::SessionNotAvailable).encode(&mut reply).unwrap();
+                stream.write_all(&reply).unwrap();
+                let mut sink = [0u8; 64];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            }
+            requests
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn rejected_logins_back_off() {
+        let (addr, server) = rejecting_server(5);
+        let config = SoupClientConfig {
+            session: "DAY1".to_owned(),
+            follow_new_sessions: Some(true),
+            reconnect_backoff_min: Duration::from_secs(1),
+            reconnect_backoff_max: Duration::from_secs(4),
+            ..SoupClientConfig::new(addr)
+        };
+        let mut client = SoupClient::new(config).unwrap();
+        let second = 1_000_000_000;
+        // The clock passed in does not advance while the reject crosses the socket, so each
+        // wait below is measured on that clock alone.
+        let mut now = 1_000 * second;
+        let mut no_events = |event: SoupEvent<'_>| panic!("unexpected event {event:?}");
+
+        for (attempt, wait) in [0, 1, 2, 4, 4].into_iter().enumerate() {
+            let attempts = attempt as u64;
+            if wait > 0 {
+                assert_eq!(client.poll_events(now + wait * second - 1, &mut no_events), 0, "attempt {attempt} before its wait");
+                assert_eq!(client.counters().connect_attempts, attempts, "attempt {attempt} before its wait");
+                now += wait * second;
+            }
+            assert_eq!(client.poll_events(now, &mut no_events), 1, "attempt {attempt} connects");
+            let deadline = Instant::now() + LIMIT;
+            while client.counters().login_rejects == attempts {
+                assert!(Instant::now() < deadline, "timed out waiting for reject {attempt}");
+                client.poll_events(now, &mut no_events);
+                thread::sleep(Duration::from_micros(200));
+            }
+            assert_eq!(client.state(), ClientState::Disconnected, "after reject {attempt}");
+        }
+
+        assert_eq!(client.last_error(), Some(&SoupError::LoginRejected { reason: RejectReason::SessionNotAvailable }));
+        let counters = client.counters();
+        assert_eq!(counters.connect_attempts, 5);
+        assert_eq!(counters.logins, 0);
+        let requests = server.join().unwrap();
+        assert_eq!(requests.len(), 5);
+        assert_eq!((requests[0].session, requests[0].sequence), (session_id("DAY1").unwrap(), 1));
+        for request in &requests[1..] {
+            assert_eq!((request.session, request.sequence), (CURRENT_SESSION, 1), "after DAY1 was rejected");
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub mod client;
 pub mod frame;
 pub mod server;
 
-pub use client::{ClientCounters, ClientState, SoupClient, SoupClientConfig};
+pub use client::{ClientCounters, ClientState, SoupClient, SoupClientConfig, SoupEvent};
 pub use frame::{ClientPacket, FrameReader, LoginRequest, RejectReason, ServerPacket, SessionId};
 pub use server::{ServerCounters, SoupServer, SoupServerConfig};
 
@@ -50,6 +50,9 @@ pub enum SoupError {
 
     #[error("unexpected SoupBinTCP packet '{}' at stream offset {offset} while {state:?}", *packet_type as char)]
     UnexpectedPacket { offset: u64, packet_type: u8, state: ClientState },
+
+    #[error("server {addr} accepted a login to session {}, which ended, so the client waits for the next session", frame::trim(session).escape_ascii())]
+    SessionEnded { addr: SocketAddr, session: SessionId },
 
     #[error("connecting to {addr} failed: {kind}")]
     Connect { addr: SocketAddr, kind: io::ErrorKind },

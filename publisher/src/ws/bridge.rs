@@ -10,6 +10,16 @@
 //! An event that finds the bucket empty is not sent and the subscription turns conflating. Every
 //! [`FLUSH_INTERVAL`], a conflating subscription with a token gets one fresh snapshot (marked
 //! `"conflated":true`) of its depth, which carries the latest state of every level it holds.
+//!
+//! Pause rule: every [`FLUSH_INTERVAL`] the bridge reads each client's queued bytes. A client
+//! whose queue contains more than `pause_queue_bytes` at two checks in a row is paused. The bridge
+//! then queues no level, bbo, trade, snapshot or stats message for it, so a client that stopped
+//! reading costs one flag check per event routed to it. Rare control messages (status, reset,
+//! quality, directory, errors) are still queued, so that they keep their order. A paused client
+//! whose queue drained to a quarter of `pause_queue_bytes` or less gets a conflated snapshot of
+//! each subscription and resumes. One paused longer than `max_pause` is disconnected as slow.
+//! Two checks in a row spare a client that reads but was handed one burst larger than the
+//! threshold, as long as it drains the burst within one interval.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,6 +52,10 @@ const MAX_SYMBOL_LEN: usize = 8;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub client_queue_bytes: usize,
+    /// Queued bytes above which a client is paused.
+    pub pause_queue_bytes: usize,
+    /// Maximum pause before the client is disconnected as slow.
+    pub max_pause: Duration,
     /// Maximum updates per second per subscription; 0 means no limit.
     pub max_rate: u32,
     pub default_depth: u16,
@@ -112,6 +126,10 @@ impl Subscription {
 struct Client {
     link: ClientLink,
     subs: Vec<Subscription>,
+    /// True when the queue held more than `pause_queue_bytes` at the last check.
+    behind: bool,
+    /// When the client was paused; `None` while it gets every update.
+    paused_since: Option<Instant>,
 }
 
 /// Bridge state; runs as one task on the server's runtime.
@@ -188,7 +206,10 @@ impl Bridge {
                     None => return,
                 },
                 _ = drain.tick() => self.drain(),
-                _ = flush.tick() => self.flush_conflated(),
+                _ = flush.tick() => {
+                    self.check_queues();
+                    self.flush_conflated();
+                }
                 _ = stats.tick() => self.send_stats(),
             }
         }
@@ -248,10 +269,15 @@ impl Bridge {
         let level = Level { price: change.price, shares: change.shares, orders: change.orders };
         let message = json::level(&symbol, change.side, level, feed_seq);
         let now = Instant::now();
+        let mut skipped = 0u64;
         for id in ids {
             let Some(client) = self.clients.get_mut(id) else {
                 continue;
             };
+            if client.paused_since.is_some() {
+                skipped += 1;
+                continue;
+            }
             let Some(sub) = client.subs.iter_mut().find(|s| s.locate == Some(locate)) else {
                 continue;
             };
@@ -274,6 +300,9 @@ impl Bridge {
                 push(&client.link, bbo, self.limits, &self.counters);
             }
         }
+        if skipped > 0 {
+            self.counters.paused_updates.fetch_add(skipped, Ordering::Relaxed);
+        }
     }
 
     fn on_trade(&mut self, locate: u16, trade: &TradeEvent, feed_seq: u64) {
@@ -283,10 +312,15 @@ impl Bridge {
         let symbol = self.mirror.book(locate).and_then(|b| b.stock).map(|s| s.to_string()).unwrap_or_default();
         let message = json::trade(&symbol, trade, feed_seq);
         let now = Instant::now();
+        let mut skipped = 0u64;
         for id in ids {
             let Some(client) = self.clients.get_mut(id) else {
                 continue;
             };
+            if client.paused_since.is_some() {
+                skipped += 1;
+                continue;
+            }
             let Some(sub) = client.subs.iter_mut().find(|s| s.locate == Some(locate)) else {
                 continue;
             };
@@ -298,6 +332,9 @@ impl Bridge {
                 continue;
             }
             push(&client.link, &message, self.limits, &self.counters);
+        }
+        if skipped > 0 {
+            self.counters.paused_updates.fetch_add(skipped, Ordering::Relaxed);
         }
     }
 
@@ -363,7 +400,8 @@ impl Bridge {
     fn on_overflow(&mut self) {
         self.lost_events = true;
         tracing::warn!(dropped = self.tap.dropped.load(Ordering::Relaxed), "WebSocket bridge ring overflowed; books marked stale");
-        for client in self.clients.values_mut() {
+        // A paused client gets its snapshots when it resumes.
+        for client in self.clients.values_mut().filter(|c| c.paused_since.is_none()) {
             for sub in &mut client.subs {
                 if let Some(locate) = sub.locate {
                     sub.conflating = false;
@@ -377,11 +415,12 @@ impl Bridge {
     /// snapshot to each one that gained or changed its locate, and rebuilds the routes.
     fn resolve_subscriptions(&mut self) {
         for client in self.clients.values_mut() {
+            let paused = client.paused_since.is_some();
             for sub in &mut client.subs {
                 let locate = self.mirror.locate_of(&sub.stock);
                 if locate != sub.locate {
                     sub.locate = locate;
-                    if let Some(locate) = locate {
+                    if let (Some(locate), false) = (locate, paused) {
                         sub.conflating = false;
                         send_snapshot(&self.mirror, locate, sub, &client.link, self.last_feed_seq, self.lost_events, false, self.limits, &self.counters);
                     }
@@ -410,7 +449,7 @@ impl Bridge {
 
     fn flush_conflated(&mut self) {
         let now = Instant::now();
-        for client in self.clients.values_mut() {
+        for client in self.clients.values_mut().filter(|c| c.paused_since.is_none()) {
             for sub in client.subs.iter_mut().filter(|s| s.conflating) {
                 let Some(locate) = sub.locate else {
                     continue;
@@ -420,6 +459,39 @@ impl Bridge {
                     let stale = self.lost_events;
                     send_snapshot(&self.mirror, locate, sub, &client.link, self.last_feed_seq, stale, true, self.limits, &self.counters);
                 }
+            }
+        }
+    }
+
+    /// Applies the pause rule to every client: pauses the ones behind at this check and the last,
+    /// resumes paused ones whose queue drained, and disconnects ones paused past `max_pause`.
+    fn check_queues(&mut self) {
+        let now = Instant::now();
+        let resume_at = self.limits.pause_queue_bytes / 4;
+        for client in self.clients.values_mut() {
+            let queued = client.link.queued_bytes.load(Ordering::Relaxed);
+            let Some(since) = client.paused_since else {
+                let behind = queued > self.limits.pause_queue_bytes;
+                if behind && client.behind {
+                    client.paused_since = Some(now);
+                    self.counters.client_pauses.fetch_add(1, Ordering::Relaxed);
+                }
+                client.behind = behind;
+                continue;
+            };
+            if queued <= resume_at {
+                client.paused_since = None;
+                client.behind = false;
+                self.counters.client_resumes.fetch_add(1, Ordering::Relaxed);
+                for sub in &mut client.subs {
+                    if let Some(locate) = sub.locate {
+                        sub.conflating = false;
+                        let stale = self.lost_events;
+                        send_snapshot(&self.mirror, locate, sub, &client.link, self.last_feed_seq, stale, true, self.limits, &self.counters);
+                    }
+                }
+            } else if now.saturating_duration_since(since) > self.limits.max_pause {
+                disconnect(&client.link, queued, &self.counters);
             }
         }
     }
@@ -439,7 +511,8 @@ impl Bridge {
         let Some(message) = document else {
             return;
         };
-        for client in self.clients.values() {
+        // A paused client gets the next document after it resumes.
+        for client in self.clients.values().filter(|c| c.paused_since.is_none()) {
             push(&client.link, &message, self.limits, &self.counters);
         }
         let _ = self.sse.send(SseItem { event: "stats", symbol: None, data: message });
@@ -462,7 +535,7 @@ impl Bridge {
                 push(&link, &self.directory_message(), self.limits, &self.counters);
                 let quality = self.quality_message.borrow().clone();
                 push(&link, &quality, self.limits, &self.counters);
-                self.clients.insert(link.id, Client { link, subs: Vec::new() });
+                self.clients.insert(link.id, Client { link, subs: Vec::new(), behind: false, paused_since: None });
             }
             Command::Leave(id) => {
                 if self.clients.remove(&id).is_some_and(|c| c.subs.iter().any(|s| s.locate.is_some())) {
@@ -511,7 +584,10 @@ impl Bridge {
             refilled_at: Instant::now(),
             conflating: false,
         };
-        send_snapshot(&self.mirror, locate, &mut sub, &client.link, self.last_feed_seq, self.lost_events, false, self.limits, &self.counters);
+        // A paused client gets this snapshot, conflated, when it resumes.
+        if client.paused_since.is_none() {
+            send_snapshot(&self.mirror, locate, &mut sub, &client.link, self.last_feed_seq, self.lost_events, false, self.limits, &self.counters);
+        }
         client.subs.push(sub);
         self.rebuild_routes();
     }
@@ -562,15 +638,22 @@ fn push(link: &ClientLink, message: &Utf8Bytes, limits: Limits, counters: &Count
     let len = message.as_str().len();
     let queued = link.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
     if queued > limits.client_queue_bytes {
-        link.killed.store(true, Ordering::Relaxed);
-        link.kill.notify_one();
-        counters.slow_client_disconnects.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(client = link.id, queued, "WebSocket client too slow; disconnecting");
+        disconnect(link, queued, counters);
         return;
     }
     if link.tx.send(message.clone()).is_err() {
         link.queued_bytes.fetch_sub(len, Ordering::Relaxed);
     }
+}
+
+/// Tells the client task to close with 1008 and counts a slow-client disconnect, once per client.
+fn disconnect(link: &ClientLink, queued: usize, counters: &Counters) {
+    if link.killed.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    link.kill.notify_one();
+    counters.slow_client_disconnects.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(client = link.id, queued, "WebSocket client too slow; disconnecting");
 }
 
 #[cfg(test)]

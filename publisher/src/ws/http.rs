@@ -12,8 +12,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
-use futures_util::Stream;
+use futures_util::{SinkExt, Stream};
 use mdfh_feed::itch::Stock;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
@@ -28,6 +29,13 @@ const PAGE_CSS: &str = include_str!("page/terminal.css");
 
 /// How long a client task tries to deliver its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Close code and reason for a client the bridge disconnected as slow.
+const SLOW_CLOSE_CODE: u16 = 1008;
+const SLOW_CLOSE_REASON: &str = "slow consumer: queue over client_queue_bytes or paused over max_pause";
+/// Maximum bytes of queued messages a client task writes with one flush (one `write` system call
+/// when the socket accepts them all). tungstenite's own write buffer is 128 KiB by default, so a
+/// batch never spills into a write of its own before the flush.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// State shared by every request handler.
 #[derive(Clone)]
@@ -77,7 +85,13 @@ impl App {
 /// Serves the routes on `listener` until `shutdown` turns true, then waits up to two seconds for
 /// the client tasks to deliver their close frames.
 pub(crate) async fn serve(listener: TcpListener, app: App, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
+    // Client tasks already coalesce queued messages into one write per flush, so Nagle's
+    // algorithm would only hold each small write until the previous one is acknowledged.
+    let listener = tokio::net::TcpListener::from_std(listener)?.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "setting TCP_NODELAY on a WebSocket connection failed");
+        }
+    });
     let active = app.inner.active.clone();
     let router = Router::new()
         .route("/", get(page))
@@ -347,26 +361,27 @@ async fn run_client(mut socket: WebSocket, app: App, seat: Seat) {
         tokio::select! {
             biased;
             _ = shutdown.changed() => {}
-            _ = kill.notified() => break Ending::Close(1008, "slow consumer: send queue full"),
+            _ = kill.notified() => break Ending::Close(SLOW_CLOSE_CODE, SLOW_CLOSE_REASON),
             outgoing = rx.recv() => {
                 // The bridge drops every queue when it stops, which happens only at shutdown.
                 let Some(text) = outgoing else {
                     break Ending::Close(1001, "server shutting down");
                 };
-                let len = text.as_str().len();
-                queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                // A client that stops reading blocks this send; the bridge then notifies `kill`.
-                // A shutdown lets the send finish, so the close frame follows a whole message; the
-                // server waits for that a bounded time.
-                let sent = tokio::select! {
-                    sent = socket.send(Message::Text(text)) => sent.is_ok(),
-                    _ = kill.notified() => break Ending::Drop,
+                // A client that stops reading blocks this write. The bridge pauses it, and notifies
+                // `kill` when it stays paused past `max_pause` or its queue passes
+                // `client_queue_bytes`. A shutdown lets the write finish, so the close frame
+                // follows whole messages; the server waits for that a bounded time.
+                let written = tokio::select! {
+                    written = write_batch(&mut socket, text, &mut rx, &queued_bytes) => written,
+                    // The close frame queues behind the unsent batch; it reaches a client that
+                    // reads again within `CLOSE_TIMEOUT`.
+                    _ = kill.notified() => break Ending::Close(SLOW_CLOSE_CODE, SLOW_CLOSE_REASON),
                 };
-                if !sent {
+                let Some((messages, bytes)) = written else {
                     break Ending::Drop;
-                }
-                counters.messages_sent.fetch_add(1, Ordering::Relaxed);
-                counters.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                };
+                counters.messages_sent.fetch_add(messages, Ordering::Relaxed);
+                counters.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
             }
             incoming = socket.recv() => {
                 last_heard = Instant::now();
@@ -420,6 +435,31 @@ async fn run_client(mut socket: WebSocket, app: App, seat: Seat) {
     counters.clients.fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(client = id, "WebSocket client disconnected");
     drop(seat);
+}
+
+/// Writes `first` and the messages already queued behind it, up to [`WRITE_BATCH_BYTES`], then
+/// flushes once. Subtracts each message from `queued_bytes` as it leaves the queue. Returns the
+/// messages and bytes written, or `None` when the socket failed.
+async fn write_batch(
+    socket: &mut WebSocket,
+    first: Utf8Bytes,
+    rx: &mut mpsc::UnboundedReceiver<Utf8Bytes>,
+    queued_bytes: &AtomicUsize,
+) -> Option<(u64, u64)> {
+    let mut next = Some(first);
+    let (mut messages, mut bytes) = (0u64, 0usize);
+    while let Some(text) = next.take() {
+        let len = text.as_str().len();
+        queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        socket.feed(Message::Text(text)).await.ok()?;
+        messages += 1;
+        bytes += len;
+        if bytes < WRITE_BATCH_BYTES {
+            next = rx.try_recv().ok();
+        }
+    }
+    socket.flush().await.ok()?;
+    Some((messages, bytes as u64))
 }
 
 /// Parses one text message and forwards the request to the bridge. Returns the ending when the

@@ -12,7 +12,7 @@ use mdfh_feed::moldudp64::{self, PacketHeader, SessionId};
 use mdfh_feed::recovery::line::LineStats;
 use mdfh_feed::recovery::request::Request;
 use mdfh_feed::recovery::sequencer::{Origin, RecoveryEvent, Sequencer, SequencerConfig, SequencerOutput};
-use mdfh_feed::soupbintcp::{SoupClient, SoupClientConfig};
+use mdfh_feed::soupbintcp::{SoupClient, SoupClientConfig, SoupEvent};
 use mdfh_feed::udp::{monotonic_ns, UdpReceiver, DEFAULT_SLOT_BYTES};
 
 use super::receive::Decoder;
@@ -41,6 +41,8 @@ struct RequestLink {
 struct Fallback {
     template: SoupClientConfig,
     client: Option<Box<SoupClient>>,
+    /// The first missing sequence the current client asked for.
+    first: u64,
     /// Connection problems of the current client already counted.
     problems_seen: u64,
 }
@@ -55,6 +57,7 @@ enum FallbackCommand {
 #[derive(Default)]
 struct Limits {
     io: RateLimit,
+    implausible: RateLimit,
     gap: RateLimit,
     gave_up: RateLimit,
     response: RateLimit,
@@ -101,6 +104,7 @@ impl Lines {
             give_up_ns: if config.retransmit.is_some() { millis_to_ns(config.give_up_ms) } else { config.request_delay_us.saturating_mul(1000) },
             fallback: config.fallback.is_some(),
             fallback_timeout_ns: millis_to_ns(config.fallback_timeout_ms),
+            max_jump_messages: config.max_jump_messages,
         });
         let request = match config.retransmit {
             Some(server) => {
@@ -131,6 +135,7 @@ impl Lines {
                 ..SoupClientConfig::new(server)
             },
             client: None,
+            first: 0,
             problems_seen: 0,
         });
         let mut receivers = vec![(0, line_a)];
@@ -143,7 +148,11 @@ impl Lines {
             response_buf: vec![0u8; DEFAULT_SLOT_BYTES].into_boxed_slice(),
             fallback,
             sequencer,
-            stats: [LineStats::new(LINE_WINDOW_MESSAGES), LineStats::new(LINE_WINDOW_MESSAGES)],
+            stats: [0, 1].map(|_| {
+                let mut stats = LineStats::new(LINE_WINDOW_MESSAGES);
+                stats.set_max_jump_messages(config.max_jump_messages);
+                stats
+            }),
             silence_ns: millis_to_ns(config.line_silence_ms),
             recovery_time: None,
             wrap: Vec::with_capacity(DEFAULT_SLOT_BYTES + moldudp64::HEADER_LEN + 2),
@@ -219,12 +228,36 @@ impl Lines {
         if let Some(fallback) = fallback.as_mut() {
             if let Some(client) = fallback.client.as_mut() {
                 let session = sequencer.session().unwrap_or([b' '; 10]);
-                work += client.poll(monotonic_ns(), |seq, bytes, recv_ns| {
-                    if wrap_message(wrap, session, seq, bytes) {
-                        let header = PacketHeader { session, sequence: seq, count: 1 };
-                        sequencer.on_packet(Origin::Fallback, &header, wrap, recv_ns, monotonic_ns(), &mut out);
+                let requested = fallback.first;
+                // A server that logs the fallback in to another session, or past the first
+                // missing message, cannot fill the gap: nothing it sends is applied.
+                let mut refused: Option<(SessionId, u64)> = None;
+                work += client.poll_events(monotonic_ns(), |event| match event {
+                    SoupEvent::LoginAccepted { session: accepted, sequence } => {
+                        if accepted != session || sequence > requested {
+                            refused = Some((accepted, sequence));
+                        }
+                    }
+                    SoupEvent::SessionEnded { session: ended, next_sequence } => refused = Some((ended, next_sequence)),
+                    SoupEvent::Message { sequence, message, recv_ns } => {
+                        if refused.is_none() && wrap_message(wrap, session, sequence, message) {
+                            let header = PacketHeader { session, sequence, count: 1 };
+                            sequencer.on_packet(Origin::Fallback, &header, wrap, recv_ns, monotonic_ns(), &mut out);
+                        }
                     }
                 });
+                if let Some((accepted, sequence)) = refused {
+                    out.decoder.shared.counters.recovery.fallback_failures.incr();
+                    let now = monotonic_ns();
+                    warn_limited!(
+                        out.limits.fallback, now,
+                        server = %fallback.template.server,
+                        expected_session = %session.escape_ascii(), session = %accepted.escape_ascii(),
+                        requested, sequence,
+                        "the SoupBinTCP fallback cannot replay the gap (another session, a later start, or the session ended); giving up"
+                    );
+                    sequencer.fallback_failed(now, &mut out);
+                }
                 let c = client.counters();
                 let problems = c.connect_failures + c.login_rejects + c.disconnects + c.timeouts + c.malformed_frames;
                 if problems != fallback.problems_seen {
@@ -291,14 +324,22 @@ fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineSt
             return;
         }
     };
-    stats.observe(&header.session, header.sequence, header.count, recv_ns);
     if sequencer.session() == Some(header.session) {
         // The tracker does not see packets the sequencer holds; tell it one of its session came.
         out.decoder.tracker.clear_candidate();
-        sequencer.on_packet(Origin::Line(line as u8), &header, datagram, recv_ns, monotonic_ns(), out);
+        if sequencer.on_packet(Origin::Line(line as u8), &header, datagram, recv_ns, monotonic_ns(), out) {
+            stats.observe(&header.session, header.sequence, header.count, recv_ns);
+        } else {
+            warn_limited!(
+                out.limits.implausible, recv_ns,
+                line = LINE_NAMES[line], sequence = header.sequence, count = header.count, next = sequencer.next(),
+                "dropped a packet whose sequence jumps too far ahead; a second one confirms the jump"
+            );
+        }
         return;
     }
-    // Another session: the tracker decides whether it replaces the current one.
+    // Another session: the tracker decides whether it replaces the current one. Only a session
+    // the tracker accepts enters the line's counters, so forged packets cannot reset them.
     out.decoder.on_packet(datagram, recv_ns);
     let tracker = &out.decoder.tracker;
     if let Some(session) = tracker.session() {
@@ -306,6 +347,9 @@ fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineSt
             let (next, ended) = (tracker.next_expected(), tracker.is_ended());
             sequencer.reset(session, next, ended, out);
         }
+    }
+    if sequencer.session() == Some(header.session) {
+        stats.observe(&header.session, header.sequence, header.count, recv_ns);
     }
 }
 
@@ -369,6 +413,7 @@ fn run_command(command: FallbackCommand, fallback: Option<&mut Fallback>, limits
                         "gap not filled by retransmission; replaying from the SoupBinTCP fallback"
                     );
                     fallback.client = Some(Box::new(client));
+                    fallback.first = first;
                     fallback.problems_seen = 0;
                 }
                 Err(error) => {
@@ -412,6 +457,11 @@ fn mirror(sequencer: &Sequencer, stats: &[LineStats; 2], decoder: &Decoder) {
     r.late_responses.set(c.late_responses);
     r.reset_drops.set(c.reset_drops);
     r.oversized_packets.set(c.oversized_packets);
+    r.implausible_packets.set(c.implausible_packets);
+    r.revoked_ends.set(c.revoked_ends);
+    r.merged_gaps.set(c.merged_gaps);
+    r.reset_gaps.set(c.reset_gaps);
+    r.gaps_filled.set(c.gaps_filled);
     for (line, counters) in stats.iter().enumerate() {
         let l = counters.counters();
         let s = &shared.lines[line];
@@ -423,6 +473,7 @@ fn mirror(sequencer: &Sequencer, stats: &[LineStats; 2], decoder: &Decoder) {
         s.gaps.set(l.gaps);
         s.missing_messages.set(counters.missing_messages());
         s.backwards_packets.set(l.backwards_packets);
+        s.invalid_packets.set(l.invalid_packets);
     }
 }
 
@@ -455,10 +506,7 @@ impl SequencerOutput for Out<'_> {
                 warn_limited!(self.limits.gap, now_ns, first, end, missing = end.saturating_sub(first), "sequence gap; recovering");
                 self.decoder.push(FeedItem::Recovering { first });
             }
-            RecoveryEvent::GapFilled { detected_ns, now_ns, .. } => {
-                self.recorder.record(detected_ns, now_ns);
-                self.decoder.shared.counters.recovery.gaps_filled.incr();
-            }
+            RecoveryEvent::GapFilled { detected_ns, now_ns, .. } => self.recorder.record(detected_ns, now_ns),
             RecoveryEvent::Recovered { next } => self.decoder.push(FeedItem::Recovered { next }),
             RecoveryEvent::FallbackStart { session, first } => *self.command = Some(FallbackCommand::Start { session, first }),
             RecoveryEvent::FallbackEnd { caught_up } => *self.command = Some(FallbackCommand::End { caught_up }),

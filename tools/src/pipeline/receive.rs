@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use mdfh_feed::moldudp64::{self, Packet};
 use mdfh_feed::session::{PacketAction, SessionTracker};
-use mdfh_feed::soupbintcp::SoupClient;
+use mdfh_feed::soupbintcp::frame::trim;
+use mdfh_feed::soupbintcp::{SessionId, SoupClient, SoupEvent};
 use mdfh_feed::udp::{monotonic_ns, UdpReceiver};
 use mdfh_feed::{itch, DecodeError};
 
@@ -133,7 +134,7 @@ impl Agent for ReceiveStage {
                 }
             },
             Source::Soup(client) => {
-                let n = client.poll(monotonic_ns(), |seq, bytes, recv_ns| decoder.on_sequenced(seq, bytes, recv_ns));
+                let n = client.poll_events(monotonic_ns(), |event| decoder.on_soup_event(event));
                 decoder.on_soup_counters(client);
                 n
             }
@@ -336,6 +337,76 @@ impl Decoder {
     fn on_lost(&mut self, first: u64, count: u64) {
         self.counters().messages_lost.add(count);
         self.push(FeedItem::Gap { first, count });
+    }
+
+    fn on_soup_event(&mut self, event: SoupEvent<'_>) {
+        match event {
+            SoupEvent::Message { sequence, message, recv_ns } => self.on_sequenced(sequence, message, recv_ns),
+            SoupEvent::LoginAccepted { session, sequence } => self.on_soup_login(&session, sequence),
+            SoupEvent::SessionEnded { session, next_sequence } => self.on_soup_session_ended(&session, next_sequence),
+        }
+    }
+
+    /// Passes a SoupBinTCP Login Accepted to the tracker. A new session resets the books, and a
+    /// login that resumes past the next expected number reveals a gap.
+    fn on_soup_login(&mut self, session: &SessionId, sequence: u64) {
+        let now = monotonic_ns();
+        // Unlike a UDP packet, a Login Accepted comes on the connection the client logged in on.
+        // A different session in it therefore means that the tracker's session is over.
+        if let Some(current) = self.tracker.session() {
+            if current != *session && !self.tracker.is_ended() {
+                self.on_soup_session_ended(&current, self.tracker.next_expected());
+            }
+        }
+        match self.tracker.on_login_accepted(session, sequence) {
+            PacketAction::NewSession { previous, gap } => {
+                if let Some(previous) = previous {
+                    self.counters().session_changes.incr();
+                    info_limited!(
+                        self.limits.session, now,
+                        session = %trim(session).escape_ascii(), previous = %trim(&previous).escape_ascii(), sequence,
+                        "new SoupBinTCP session; books reset"
+                    );
+                }
+                self.push(FeedItem::SessionStart);
+                if let Some((expected, received)) = gap {
+                    self.on_gap(session, expected, received, now);
+                }
+            }
+            PacketAction::Heartbeat { gap } => {
+                if let Some((expected, received)) = gap {
+                    self.on_gap(session, expected, received, now);
+                }
+            }
+            PacketAction::ForeignSession | PacketAction::StaleSession => {
+                // NOTE: only a server that reuses one of the last few session names gets here.
+                // The tracker keeps its session, so the messages that follow are checked against
+                // its numbers, and those below its next expected number are dropped as duplicates.
+                self.counters().foreign_session_packets.incr();
+                warn_limited!(
+                    self.limits.foreign_session, now,
+                    session = %trim(session).escape_ascii(), sequence,
+                    "SoupBinTCP login to an earlier session; its messages are checked against the current session's sequence numbers"
+                );
+            }
+            PacketAction::Invalid => {
+                self.counters().invalid_sequences.incr();
+                warn_limited!(
+                    self.limits.invalid_sequence, now,
+                    session = %trim(session).escape_ascii(), sequence,
+                    "SoupBinTCP Login Accepted with an invalid sequence number"
+                );
+            }
+            PacketAction::Deliver { .. } | PacketAction::Duplicate | PacketAction::Gap { .. } | PacketAction::EndOfSession => {}
+        }
+    }
+
+    /// Marks the tracker's SoupBinTCP session ended, so that the next Login Accepted starts a new
+    /// session even if its numbers restart at 1. The client logs the end.
+    fn on_soup_session_ended(&mut self, session: &SessionId, next_sequence: u64) {
+        if self.tracker.on_packet(session, next_sequence, moldudp64::END_OF_SESSION) == PacketAction::EndOfSession {
+            self.counters().end_of_session.incr();
+        }
     }
 
     /// Handles one SoupBinTCP sequenced message.

@@ -9,8 +9,15 @@
 //! Invariants: `next <= horizon`; every held packet has `sequence > next` and `end <= horizon`;
 //! held packets are ordered by sequence and none contains another, so both their sequences and
 //! their ends strictly increase; every missing message in `next..horizon` lies in an open gap.
+//!
+//! Hostile input: a line packet or heartbeat that jumps more than `max_jump_messages` past the
+//! horizon is dropped until a second one confirms the jump (see `screen.rs`). Retransmission
+//! responses are accepted only inside the outstanding requests they overlap, and fallback packets
+//! only up to the horizon, so neither moves the horizon. A data packet at or after an end of
+//! session revokes the end.
 
 mod requests;
+mod screen;
 mod types;
 
 use std::collections::VecDeque;
@@ -18,7 +25,9 @@ use std::collections::VecDeque;
 use crate::moldudp64::{PacketHeader, SessionId, END_OF_SESSION, HEADER_LEN, HEARTBEAT};
 use crate::session::MAX_SEQUENCE;
 
-pub use types::{Origin, RecoveryEvent, SequencerConfig, SequencerCounters, SequencerOutput};
+pub use types::{
+    Origin, RecoveryEvent, SequencerConfig, SequencerCounters, SequencerOutput, DEFAULT_MAX_JUMP_MESSAGES,
+};
 
 /// A packet copied into a slot of the hold-back buffer.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +83,13 @@ struct PendingEnd {
 pub struct Sequencer {
     config: SequencerConfig,
     session: Option<SessionId>,
+    /// Whether the session ended, in which case packets are released as they come.
     ended: bool,
+    /// Sequence of the end of session that set `ended`. A data packet with a message at or
+    /// after it revokes the end.
+    end_sequence: u64,
+    /// Sequence of the last line packet dropped as an implausible forward jump.
+    jump_candidate: Option<u64>,
     /// Sequence of the next message to release.
     next: u64,
     /// Highest sequence known: the maximum end of any packet and sequence of any heartbeat.
@@ -108,6 +123,8 @@ impl Sequencer {
         Sequencer {
             session: None,
             ended: false,
+            end_sequence: 0,
+            jump_candidate: None,
             next: 0,
             horizon: 0,
             recovering: false,
@@ -149,6 +166,11 @@ impl Sequencer {
         &self.counters
     }
 
+    /// Returns the number of gaps open, the last term of the identity in [`SequencerCounters`].
+    pub fn open_gaps(&self) -> usize {
+        self.gaps.len()
+    }
+
     /// Follows the session tracker: called by the owner when the tracker started a session (or
     /// on the first packet). Drops everything held (counted in `reset_drops`), cancels requests
     /// and the fallback (sending `FallbackEnd { caught_up: false }` when one was active), and
@@ -157,6 +179,7 @@ impl Sequencer {
     pub fn reset(&mut self, session: SessionId, next: u64, ended: bool, out: &mut impl SequencerOutput) {
         let dropped = self.held.len() + usize::from(self.pending_end.is_some());
         self.counters.reset_drops += dropped as u64;
+        self.counters.reset_gaps += self.gaps.len() as u64;
         self.held.clear();
         self.free_slots.clear();
         self.free_slots.extend((0..self.config.buffer_packets).rev());
@@ -168,6 +191,8 @@ impl Sequencer {
         }
         self.session = Some(session);
         self.ended = ended;
+        self.end_sequence = next;
+        self.jump_candidate = None;
         self.next = next;
         self.horizon = next;
         self.recovering = false;
@@ -178,6 +203,10 @@ impl Sequencer {
     /// straight to the tracker and calls `reset` when the tracker switched). `datagram` includes
     /// the header. Packets that arrive before the first `reset`, line packets of another session
     /// and packets with an invalid sequence are released unchanged for the tracker to classify.
+    ///
+    /// Returns false when the packet was dropped as an unconfirmed forward jump, counted in
+    /// `implausible_packets`, so that the owner can leave it out of the line's statistics.
+    /// Returns true for every other packet, whether released, held or dropped as a copy.
     pub fn on_packet(
         &mut self,
         origin: Origin,
@@ -186,10 +215,10 @@ impl Sequencer {
         recv_ns: u64,
         now_ns: u64,
         out: &mut impl SequencerOutput,
-    ) {
+    ) -> bool {
         let Some(session) = self.session else {
             release(&mut self.counters, out, datagram, recv_ns);
-            return;
+            return true;
         };
         if header.session != session {
             if origin == Origin::Retransmission {
@@ -197,14 +226,18 @@ impl Sequencer {
             } else {
                 release(&mut self.counters, out, datagram, recv_ns);
             }
-            return;
+            return true;
         }
         if header.sequence == 0 || header.sequence > MAX_SEQUENCE {
             release(&mut self.counters, out, datagram, recv_ns);
-            return;
+            return true;
+        }
+        if !self.is_plausible(origin, header.sequence) {
+            return false;
         }
         match header.count {
-            HEARTBEAT | END_OF_SESSION if origin == Origin::Retransmission => {
+            // Neither source sends these, and their sequence could move the horizon.
+            HEARTBEAT | END_OF_SESSION if !matches!(origin, Origin::Line(_)) => {
                 self.counters.unrequested_responses += 1;
             }
             HEARTBEAT => self.on_heartbeat(header.sequence, datagram, recv_ns, now_ns, out),
@@ -219,6 +252,18 @@ impl Sequencer {
                 };
                 self.on_messages(packet, now_ns, out);
             }
+        }
+        true
+    }
+
+    /// Ends the active fallback at once, as if it had timed out: releases the held packets with
+    /// the gaps in them (`GaveUp`) and sends `FallbackEnd { caught_up: false }`. The owner calls
+    /// it when the fallback cannot deliver the missing messages, e.g. when the server accepted a
+    /// login for another session or starting after the requested sequence. Does nothing when no
+    /// fallback is active.
+    pub fn fallback_failed(&mut self, now_ns: u64, out: &mut impl SequencerOutput) {
+        if self.fallback_since.is_some() {
+            self.give_up(None, now_ns, out);
         }
     }
 
@@ -279,6 +324,11 @@ impl Sequencer {
             release(&mut self.counters, out, datagram, recv_ns);
             return;
         }
+        if sequence < self.horizon {
+            // Messages at or after the end's sequence were seen already, so the end is false.
+            self.counters.revoked_ends += 1;
+            return;
+        }
         if sequence > self.horizon {
             self.open_gap(self.horizon, sequence, now_ns, out);
             self.horizon = sequence;
@@ -286,6 +336,7 @@ impl Sequencer {
         if sequence <= self.next || !self.is_recovering() {
             release(&mut self.counters, out, datagram, recv_ns);
             self.ended = true;
+            self.end_sequence = sequence;
             return;
         }
         let mut header = [0u8; HEADER_LEN];
@@ -296,20 +347,10 @@ impl Sequencer {
     }
 
     fn on_messages(&mut self, packet: Incoming<'_>, now_ns: u64, out: &mut impl SequencerOutput) {
-        if packet.origin == Origin::Retransmission {
-            if packet.end <= self.next {
-                self.counters.late_responses += 1;
-                return;
-            }
-            let requested = self
-                .requests
-                .iter()
-                .any(|r| r.sequence < packet.end && packet.sequence < r.end);
-            if !requested {
-                self.counters.unrequested_responses += 1;
-                return;
-            }
+        if !self.is_within_request(&packet) {
+            return;
         }
+        self.revoke_end(packet.end);
         if packet.end <= self.next {
             self.counters.arbitration_drops += 1;
             return;
@@ -460,7 +501,6 @@ impl Sequencer {
 
     /// Records that `first..end` is given up and moves `next` past it.
     fn abandon(&mut self, first: u64, end: u64, out: &mut impl SequencerOutput) {
-        self.counters.gave_up += 1;
         self.counters.messages_given_up += end - first;
         for gap in self.gaps.iter_mut().filter(|g| g.first < end && first < g.end) {
             gap.abandoned = true;
@@ -512,7 +552,10 @@ impl Sequencer {
     fn close_filled_gaps(&mut self, now_ns: u64, out: &mut impl SequencerOutput) {
         while let Some(gap) = self.gaps.front().filter(|g| g.end <= self.next).copied() {
             self.gaps.pop_front();
-            if !gap.abandoned {
+            if gap.abandoned {
+                self.counters.gave_up += 1;
+            } else {
+                self.counters.gaps_filled += 1;
                 out.event(RecoveryEvent::GapFilled {
                     first: gap.first,
                     end: gap.end,
@@ -537,9 +580,11 @@ impl Sequencer {
             self.pending_end = None;
             release(&mut self.counters, out, &end.header, end.recv_ns);
             self.ended = true;
+            self.end_sequence = end.sequence;
         }
         if self.recovering && !self.is_recovering() {
             self.recovering = false;
+            // Every gap ends at or below the horizon, so close_filled_gaps closed them all.
             self.gaps.clear();
             self.requests.clear();
             self.poll_at = u64::MAX;
@@ -561,6 +606,7 @@ impl Sequencer {
             // NOTE: with the gap list full, the new gap is merged into the newest one, so its
             // GapFilled reports the merged bounds and the older detection time.
             last.end = end;
+            self.counters.merged_gaps += 1;
         }
         self.poll_at = self.poll_at.min(now_ns.saturating_add(self.config.request_delay_ns));
     }

@@ -3,6 +3,9 @@
 use crate::moldudp64::SessionId;
 use crate::recovery::request::Request;
 
+/// Default of [`SequencerConfig::max_jump_messages`] and of the line counters' jump bound.
+pub const DEFAULT_MAX_JUMP_MESSAGES: u64 = 1_000_000;
+
 /// Settings of a [`Sequencer`](super::Sequencer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SequencerConfig {
@@ -30,6 +33,12 @@ pub struct SequencerConfig {
     pub fallback: bool,
     /// Time the fallback has to close every gap before the sequencer gives up, in ns.
     pub fallback_timeout_ns: u64,
+    /// Largest forward jump, in messages past the horizon (the highest sequence known), that
+    /// a line packet or heartbeat may make on its own. A packet that jumps further is dropped
+    /// and counted in `implausible_packets` until a second line packet confirms the jump, so
+    /// that one corrupt or forged sequence number cannot open a gap of millions of messages.
+    /// Set it above the most messages a session can lose between two packets that arrive.
+    pub max_jump_messages: u64,
 }
 
 impl Default for SequencerConfig {
@@ -45,6 +54,7 @@ impl Default for SequencerConfig {
             give_up_ns: 2_000_000_000,
             fallback: false,
             fallback_timeout_ns: 10_000_000_000,
+            max_jump_messages: DEFAULT_MAX_JUMP_MESSAGES,
         }
     }
 }
@@ -90,6 +100,12 @@ pub enum RecoveryEvent {
 }
 
 /// Running totals of a [`Sequencer`](super::Sequencer).
+///
+/// Every gap opened (`gaps`) ends in exactly one of four ways. It is released in full
+/// (`gaps_filled`, one [`GapFilled`](super::RecoveryEvent::GapFilled) each), released with
+/// messages given up (`gave_up`), dropped by a reset (`reset_gaps`), or merged into the newest
+/// gap because the gap list was full (`merged_gaps`). So after every call,
+/// `gaps == gaps_filled + gave_up + reset_gaps + merged_gaps + open_gaps()`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SequencerCounters {
     pub released_packets: u64,
@@ -99,6 +115,12 @@ pub struct SequencerCounters {
     /// Gaps opened, and the messages missing in them when they opened.
     pub gaps: u64,
     pub gap_messages: u64,
+    /// Gaps released in full.
+    pub gaps_filled: u64,
+    /// Gaps dropped by [`Sequencer::reset`](super::Sequencer::reset) while open.
+    pub reset_gaps: u64,
+    /// Gaps merged into the newest open gap because the gap list was full.
+    pub merged_gaps: u64,
     /// Requests sent (retries included), retries alone, and the messages in all of them.
     pub requests_sent: u64,
     pub requests_retried: u64,
@@ -108,13 +130,16 @@ pub struct SequencerCounters {
     pub fallback_messages: u64,
     /// Fallback connections started.
     pub fallbacks: u64,
-    /// Ranges abandoned, and the messages in them.
+    /// Gaps that lost messages to a give-up, and the messages given up. One gap can have
+    /// several [`GaveUp`](super::RecoveryEvent::GaveUp) events, one per range abandoned in it.
     pub gave_up: u64,
     pub messages_given_up: u64,
     /// Packets that did not fit the hold-back buffer.
     pub buffer_overflows: u64,
-    /// Responses that overlap no outstanding request, responses of another session, responses
-    /// wholly below what was already released.
+    /// Responses dropped as unrequested: those that overlap no outstanding request or extend
+    /// past the end of every request they overlap. Fallback packets that start past the horizon
+    /// and heartbeats or end-of-session packets from either source count here too. Then
+    /// responses of another session, and responses wholly below what was already released.
     pub unrequested_responses: u64,
     pub foreign_responses: u64,
     pub late_responses: u64,
@@ -122,4 +147,10 @@ pub struct SequencerCounters {
     pub oversized_packets: u64,
     /// Held packets dropped by [`Sequencer::reset`](super::Sequencer::reset).
     pub reset_drops: u64,
+    /// Line packets and heartbeats dropped because they jumped more than `max_jump_messages`
+    /// past the horizon without confirmation.
+    pub implausible_packets: u64,
+    /// Ends of session withdrawn because a data packet carried messages at or after the end's
+    /// sequence.
+    pub revoked_ends: u64,
 }
