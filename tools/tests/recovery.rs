@@ -43,6 +43,23 @@ struct Scenario<'a> {
     follow: Option<&'a str>,
 }
 
+impl<'a> Scenario<'a> {
+    /// Returns the usual scenario: the LOBSTER sample at 5,000 messages per second on lines A and
+    /// B, with a retransmission server, no fallback, and a subscriber following AAPL.
+    fn lobster(name: &'a str, sim_args: &'a [&'a str]) -> Scenario<'a> {
+        Scenario {
+            name,
+            sim_args,
+            line_b: true,
+            retransmit: true,
+            fallback: false,
+            recovery: "",
+            rate: 5000,
+            follow: Some("AAPL"),
+        }
+    }
+}
+
 /// A finished scenario: the handler still runs, the simulator has ended.
 struct Run {
     dir: PathBuf,
@@ -153,16 +170,7 @@ fn wait_recovered(run: &Run) -> Value {
 #[test]
 fn line_a_faults_filled_from_line_b() {
     let run = run(
-        &Scenario {
-            name: "recovery_line_a_faults",
-            sim_args: &["--loss", "0.01", "--reorder", "0.005", "--duplicate", "0.01", "--faults", "a"],
-            line_b: true,
-            retransmit: true,
-            fallback: false,
-            recovery: "",
-            rate: 5000,
-            follow: Some("AAPL"),
-        },
+        &Scenario::lobster("recovery_line_a_faults", &["--loss", "0.01", "--reorder", "0.005", "--duplicate", "0.01", "--faults", "a"]),
         None,
     );
     let report = run.report.clone();
@@ -176,16 +184,7 @@ fn line_a_faults_filled_from_line_b() {
 #[test]
 fn faults_on_both_lines_recover() {
     let run = run(
-        &Scenario {
-            name: "recovery_both_lines_faults",
-            sim_args: &["--loss", "0.01", "--reorder", "0.005", "--duplicate", "0.01", "--faults", "both"],
-            line_b: true,
-            retransmit: true,
-            fallback: false,
-            recovery: "",
-            rate: 5000,
-            follow: Some("AAPL"),
-        },
+        &Scenario::lobster("recovery_both_lines_faults", &["--loss", "0.01", "--reorder", "0.005", "--duplicate", "0.01", "--faults", "both"]),
         None,
     );
     let report = run.report.clone();
@@ -197,16 +196,7 @@ fn faults_on_both_lines_recover() {
 #[test]
 fn burst_of_100_packets_retransmitted() {
     let run = run(
-        &Scenario {
-            name: "recovery_burst",
-            sim_args: &["--burst", "100", "--burst-at", "150", "--faults", "both"],
-            line_b: true,
-            retransmit: true,
-            fallback: false,
-            recovery: "",
-            rate: 5000,
-            follow: Some("AAPL"),
-        },
+        &Scenario::lobster("recovery_burst", &["--burst", "100", "--burst-at", "150", "--faults", "both"]),
         None,
     );
     let report = run.report.clone();
@@ -224,14 +214,8 @@ fn burst_of_100_packets_retransmitted() {
 fn single_line_loss_retransmitted() {
     let run = run(
         &Scenario {
-            name: "recovery_single_line",
-            sim_args: &["--loss", "0.01", "--reorder", "0.005", "--duplicate", "0.01"],
             line_b: false,
-            retransmit: true,
-            fallback: false,
-            recovery: "",
-            rate: 5000,
-            follow: Some("AAPL"),
+            ..Scenario::lobster("recovery_single_line", &["--loss", "0.01", "--reorder", "0.005", "--duplicate", "0.01"])
         },
         None,
     );
@@ -249,14 +233,9 @@ fn single_line_loss_retransmitted() {
 fn stopped_server_falls_back_to_soupbintcp() {
     let run = run(
         &Scenario {
-            name: "recovery_server_stopped",
-            sim_args: &["--burst", "40", "--burst-at", "200", "--faults", "both", "--retransmit-stop-after", "100"],
-            line_b: true,
-            retransmit: true,
             fallback: true,
             recovery: "give_up_ms = 300\n",
-            rate: 5000,
-            follow: Some("AAPL"),
+            ..Scenario::lobster("recovery_server_stopped", &["--burst", "40", "--burst-at", "200", "--faults", "both", "--retransmit-stop-after", "100"])
         },
         None,
     );
@@ -271,14 +250,9 @@ fn stopped_server_falls_back_to_soupbintcp() {
 fn gap_beyond_window_uses_soupbintcp() {
     let run = run(
         &Scenario {
-            name: "recovery_beyond_window",
-            sim_args: &["--burst", "100", "--burst-at", "150", "--faults", "both", "--retransmit-window", "20"],
-            line_b: true,
-            retransmit: true,
             fallback: true,
             recovery: "give_up_ms = 300\n",
-            rate: 5000,
-            follow: Some("AAPL"),
+            ..Scenario::lobster("recovery_beyond_window", &["--burst", "100", "--burst-at", "150", "--faults", "both", "--retransmit-window", "20"])
         },
         None,
     );
@@ -355,28 +329,17 @@ fn assert_unrecoverable_is_stale(scenario: &Scenario<'_>) -> Value {
 #[test]
 fn no_recovery_marks_books_stale() {
     assert_unrecoverable_is_stale(&Scenario {
-        name: "recovery_none_single_line",
-        sim_args: &["--loss", "0.02"],
         line_b: false,
         retransmit: false,
-        fallback: false,
-        recovery: "",
-        rate: 5000,
-        follow: Some("AAPL"),
+        ..Scenario::lobster("recovery_none_single_line", &["--loss", "0.02"])
     });
 }
 
 #[test]
 fn unrecoverable_gap_on_both_lines_is_stale() {
     let stats = assert_unrecoverable_is_stale(&Scenario {
-        name: "recovery_none_both_lines",
-        sim_args: &["--burst", "5", "--burst-at", "100", "--faults", "both"],
-        line_b: true,
         retransmit: false,
-        fallback: false,
-        recovery: "",
-        rate: 5000,
-        follow: Some("AAPL"),
+        ..Scenario::lobster("recovery_none_both_lines", &["--burst", "5", "--burst-at", "100", "--faults", "both"])
     });
     assert_eq!(counter(&stats, "recovery.gave_up"), Some(1), "stats {stats}");
 }

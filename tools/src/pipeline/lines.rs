@@ -31,7 +31,7 @@ const MIRROR_EVERY_NS: u64 = 1_000_000;
 /// Names of the lines in logs.
 const LINE_NAMES: [&str; 2] = ["A", "B"];
 
-/// The socket that sends retransmission requests and receives the answers.
+/// The socket that sends retransmission requests and receives the responses.
 struct RequestLink {
     socket: UdpSocket,
     server: SocketAddr,
@@ -54,6 +54,7 @@ enum FallbackCommand {
     End { caught_up: bool },
 }
 
+/// Rate limits of the recovery logs, one per kind.
 #[derive(Default)]
 struct Limits {
     io: RateLimit,
