@@ -26,6 +26,8 @@ use crate::{info_limited, warn_limited};
 const LINE_WINDOW_MESSAGES: usize = 1 << 20;
 /// Retransmission responses read per loop at most, so that the lines are read in between.
 const RESPONSES_PER_POLL: usize = 64;
+/// How often the request socket is read while no gap is open.
+const IDLE_RESPONSE_READ_NS: u64 = 10_000_000;
 /// How often the counters are copied to the shared stats.
 const MIRROR_EVERY_NS: u64 = 1_000_000;
 /// Names of the lines in logs.
@@ -85,6 +87,8 @@ pub struct Lines {
     /// When the first poll ran, and whether each line was reported for never sending anything.
     started_ns: Option<u64>,
     never_heard: [bool; 2],
+    /// When the request socket was last read.
+    last_response_read_ns: u64,
 }
 
 impl Lines {
@@ -161,6 +165,7 @@ impl Lines {
             last_mirror_ns: 0,
             started_ns: None,
             never_heard: [false; 2],
+            last_response_read_ns: 0,
         })
     }
 
@@ -186,6 +191,7 @@ impl Lines {
             last_mirror_ns,
             started_ns,
             never_heard,
+            last_response_read_ns,
         } = self;
         let recorder = recovery_time.get_or_insert_with(|| LatencyRecorder::new(decoder.shared.recovery_time.clone()));
         let mut command = None;
@@ -207,7 +213,11 @@ impl Lines {
                 }
             }
         }
-        if let Some(link) = request.as_ref() {
+        // Responses come only while a gap is open; otherwise the socket is read now and then,
+        // to count and clear stray datagrams, and the loop saves a system call.
+        let read_responses = sequencer.is_recovering() || monotonic_ns().saturating_sub(*last_response_read_ns) >= IDLE_RESPONSE_READ_NS;
+        if let Some(link) = request.as_ref().filter(|_| read_responses) {
+            *last_response_read_ns = monotonic_ns();
             for _ in 0..RESPONSES_PER_POLL {
                 match link.socket.recv_from(response_buf) {
                     Ok((len, from)) => {
