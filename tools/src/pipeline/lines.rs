@@ -204,7 +204,7 @@ impl Lines {
                 Ok(n) => {
                     work += n;
                     if let Some(drops) = receiver.kernel_drops() {
-                        out.decoder.on_kernel_drops(drops, LINE_NAMES[line]);
+                        out.decoder.on_kernel_drops(drops, line);
                     }
                 }
                 Err(error) => {

@@ -114,7 +114,7 @@ impl Agent for ReceiveStage {
             Source::Udp(receiver) => match receiver.recv_batch_from(|datagram, recv_ns, source| decoder.on_packet_from(datagram, recv_ns, source)) {
                 Ok(n) => {
                     if let Some(drops) = receiver.kernel_drops() {
-                        decoder.on_kernel_drops(drops, "A");
+                        decoder.on_kernel_drops(drops, 0);
                     }
                     let truncated = receiver.truncated_datagrams();
                     if truncated != decoder.shared.counters.feed.truncated_datagrams.get() {
@@ -280,16 +280,17 @@ impl Decoder {
         self.push(FeedItem::Gap { first: expected, count: missed });
     }
 
-    /// Mirrors the kernel's count of datagrams dropped on the socket of `line` (a full receive
-    /// buffer) and logs an increase, rate-limited.
-    pub(super) fn on_kernel_drops(&mut self, total: u64, line: &str) {
+    /// Mirrors the kernel's count of datagrams dropped on the socket of line `index` (0 for A, 1
+    /// for B) because its receive buffer was full, and logs an increase, rate-limited.
+    pub(super) fn on_kernel_drops(&mut self, total: u64, index: usize) {
         let lines = &self.shared.counters.lines;
-        let index = usize::from(line == "B");
-        let previous = lines[index].kernel_drops.get();
+        let Some(counter) = lines.get(index).map(|line| &line.kernel_drops) else { return };
+        let previous = counter.get();
         if total == previous {
             return;
         }
-        lines[index].kernel_drops.set(total);
+        counter.set(total);
+        let line = if index == 0 { "A" } else { "B" };
         self.counters().kernel_drops.set(lines[0].kernel_drops.get() + lines[1].kernel_drops.get());
         let now = monotonic_ns();
         warn_limited!(
