@@ -33,7 +33,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::time::MissedTickBehavior;
 
 use super::json::{self, Request};
-use super::tap::TapShared;
+use super::tap::{Resync, TapItem, TapShared};
 use super::Counters;
 use crate::envelope::Envelope;
 use crate::mirror::Mirror;
@@ -142,8 +142,10 @@ pub(crate) struct Bridge {
     mirror: Mirror,
     last_feed_seq: u64,
     /// Set when the tap dropped envelopes: the mirror may differ from the pipeline's books until
-    /// the next Reset, so every book is reported stale.
+    /// the next resync or Reset, so every book is reported stale.
     lost_events: bool,
+    /// The tap's drop count the bridge has handled, by marking books stale or by a resync.
+    drops_handled: u64,
     clients: HashMap<u64, Client>,
     /// Client ids with a resolved subscription, indexed by locate.
     routes: Vec<Vec<u64>>,
@@ -175,6 +177,7 @@ impl Bridge {
             mirror: Mirror::new(),
             last_feed_seq: 0,
             lost_events: false,
+            drops_handled: 0,
             clients: HashMap::new(),
             routes: Vec::new(),
             directory_changed: false,
@@ -216,10 +219,15 @@ impl Bridge {
     }
 
     fn drain(&mut self) {
-        while let Some(env) = self.tap.ring.pop() {
-            self.on_envelope(&env);
+        while let Some(item) = self.tap.ring.pop() {
+            match item {
+                TapItem::Event(env) => self.on_envelope(&env),
+                TapItem::Resync(resync) => self.on_resync(*resync),
+            }
         }
-        if self.tap.overflowed.swap(false, Ordering::Acquire) {
+        let dropped = self.tap.dropped.load(Ordering::Acquire);
+        if dropped > self.drops_handled {
+            self.drops_handled = dropped;
             self.on_overflow();
         }
     }
@@ -235,12 +243,11 @@ impl Bridge {
             BookEvent::Directory { locate, stock } => self.on_directory(locate, stock),
             BookEvent::TradingState { locate, state } => {
                 self.mirror.book_mut(locate).trading_state = state;
-                self.send_status(locate, None, feed_seq);
+                self.send_status(locate, feed_seq);
             }
             BookEvent::Status { locate, status } => {
                 self.mirror.book_mut(locate).status = status;
-                let reason = (status == BookStatus::Stale).then_some("feed");
-                self.send_status(locate, reason, feed_seq);
+                self.send_status(locate, feed_seq);
             }
             BookEvent::Reset => self.on_reset(feed_seq),
             BookEvent::Quality { quality } => self.on_quality(quality, feed_seq),
@@ -339,7 +346,9 @@ impl Bridge {
     }
 
     /// Sends a `status` message, which is never rate limited, to every subscriber of `locate`.
-    fn send_status(&mut self, locate: u16, reason: Option<&'static str>, feed_seq: u64) {
+    /// The reason of a stale status is "feed" when the pipeline marked the book, else
+    /// "bridge_overflow".
+    fn send_status(&mut self, locate: u16, feed_seq: u64) {
         let Some(ids) = self.routes.get(usize::from(locate)).filter(|ids| !ids.is_empty()) else {
             return;
         };
@@ -347,7 +356,11 @@ impl Bridge {
             return;
         };
         let symbol = book.stock.map(|s| s.to_string()).unwrap_or_default();
-        let status = if self.lost_events { BookStatus::Stale } else { book.status };
+        let (status, reason) = match (book.status, self.lost_events) {
+            (BookStatus::Stale, _) => (BookStatus::Stale, Some("feed")),
+            (BookStatus::Ok, true) => (BookStatus::Stale, Some("bridge_overflow")),
+            (BookStatus::Ok, false) => (BookStatus::Ok, None),
+        };
         let message = json::status(&symbol, book, status, reason, feed_seq);
         for id in ids {
             if let Some(client) = self.clients.get(id) {
@@ -393,13 +406,11 @@ impl Bridge {
     }
 
     /// Marks every book stale and resends every subscription's snapshot, because the tap dropped
-    /// envelopes this mirror never saw.
-    // NOTE: the books stay stale until the next Reset, because the bridge has no other source to
-    // rebuild them from. A Quality event dropped by the tap is lost too, so `quality` may lag
-    // until the next change.
+    /// envelopes this mirror never saw. The books stay stale until the resync that the publish
+    /// stage queues for these drops, or the next Reset.
     fn on_overflow(&mut self) {
         self.lost_events = true;
-        tracing::warn!(dropped = self.tap.dropped.load(Ordering::Relaxed), "WebSocket bridge ring overflowed; books marked stale");
+        tracing::warn!(dropped = self.drops_handled, "WebSocket bridge ring overflowed; books marked stale until resync");
         // A paused client gets its snapshots when it resumes.
         for client in self.clients.values_mut().filter(|c| c.paused_since.is_none()) {
             for sub in &mut client.subs {
@@ -409,6 +420,40 @@ impl Bridge {
                 }
             }
         }
+    }
+
+    /// Replaces the mirror with the publisher's copy and sends every subscription a fresh
+    /// snapshot. The books are trusted again unless the tap dropped envelopes after the copy was
+    /// made, which the next resync covers.
+    fn on_resync(&mut self, resync: Resync) {
+        self.mirror = resync.mirror;
+        self.last_feed_seq = resync.last_feed_seq;
+        let dropped = self.tap.dropped.load(Ordering::Acquire);
+        self.drops_handled = self.drops_handled.max(dropped);
+        self.lost_events = dropped > resync.drops_covered;
+        self.directory_changed = true;
+        self.tap.resyncs.fetch_add(1, Ordering::Release);
+        tracing::info!(
+            drops_covered = resync.drops_covered,
+            dropped,
+            feed_seq = self.last_feed_seq,
+            stale = self.lost_events,
+            "WebSocket bridge resynchronised from the publisher's books"
+        );
+
+        for client in self.clients.values_mut() {
+            let paused = client.paused_since.is_some();
+            for sub in &mut client.subs {
+                sub.locate = self.mirror.locate_of(&sub.stock);
+                // A paused client gets its snapshots when it resumes.
+                if let (Some(locate), false) = (sub.locate, paused) {
+                    sub.conflating = false;
+                    send_snapshot(&self.mirror, locate, sub, &client.link, self.last_feed_seq, self.lost_events, false, self.limits, &self.counters);
+                }
+            }
+        }
+        self.rebuild_routes();
+        self.on_quality(resync.quality, self.last_feed_seq);
     }
 
     /// Re-resolves every subscription's locate after a directory change or reset, sends a

@@ -17,6 +17,7 @@ use axum::Router;
 use futures_util::{SinkExt, Stream};
 use mdfh_feed::itch::Stock;
 use serde::Deserialize;
+use mdfh_feed::udp::monotonic_ns;
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 
 use super::bridge::{ClientLink, Command, SseItem};
@@ -55,6 +56,8 @@ struct AppInner {
     next_id: AtomicU64,
     /// WebSocket and SSE clients connected now, checked against `max_clients`.
     active: Arc<AtomicUsize>,
+    /// When a rejected request was last logged, in ms of [`monotonic_ns`]: at most one a second.
+    rejection_logged_ms: AtomicU64,
 }
 
 impl App {
@@ -77,6 +80,7 @@ impl App {
             quality,
             next_id: AtomicU64::new(1),
             active: Arc::new(AtomicUsize::new(0)),
+            rejection_logged_ms: AtomicU64::new(0),
         };
         App { inner: Arc::new(inner) }
     }
@@ -171,7 +175,10 @@ fn check_access(app: &AppInner, headers: &HeaderMap, query_token: Option<&str>) 
         };
         if !allowed {
             app.counters.origin_rejections.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(origin, "request rejected: Origin not allowed");
+            if may_log_rejection(app) {
+                let total = app.counters.origin_rejections.load(Ordering::Relaxed);
+                tracing::warn!(origin, total, "request rejected: Origin not allowed");
+            }
             return Err(Rejection::Origin);
         }
     }
@@ -183,11 +190,23 @@ fn check_access(app: &AppInner, headers: &HeaderMap, query_token: Option<&str>) 
         let presented = bearer.or(query_token).unwrap_or("");
         if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
             app.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("request rejected: missing or wrong bearer token");
+            if may_log_rejection(app) {
+                let total = app.counters.auth_failures.load(Ordering::Relaxed);
+                tracing::warn!(total, "request rejected: missing or wrong bearer token");
+            }
             return Err(Rejection::Token);
         }
     }
     Ok(())
+}
+
+/// Returns true when no rejected request was logged in the last second, and takes the slot. The
+/// counters keep every rejection; the log keeps a flood of them from drowning everything else.
+fn may_log_rejection(app: &AppInner) -> bool {
+    let now_ms = monotonic_ns() / 1_000_000;
+    let last = app.rejection_logged_ms.load(Ordering::Relaxed);
+    (last == 0 || now_ms.saturating_sub(last) >= 1000)
+        && app.rejection_logged_ms.compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok()
 }
 
 /// A place among the `max_clients` connected clients, given back on drop.
@@ -388,8 +407,13 @@ async fn run_client(mut socket: WebSocket, app: App, seat: Seat) {
                 match incoming {
                     None | Some(Ok(Message::Close(_))) => break Ending::Drop,
                     Some(Err(error)) => {
-                        counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                        break ending_for(error);
+                        // A connection reset or closed without a close frame is not a protocol
+                        // error; the errors that get a close code are.
+                        let ending = ending_for(error);
+                        if matches!(ending, Ending::Close(..)) {
+                            counters.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        break ending;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         counters.protocol_errors.fetch_add(1, Ordering::Relaxed);

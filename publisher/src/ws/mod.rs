@@ -3,7 +3,9 @@
 //! The publish stage feeds every envelope to a [`WsTap`], which copies it into a bounded lock-free
 //! ring. A tokio runtime with one thread of its own drains the ring into a bridge task that keeps
 //! its own L2 [`Mirror`](crate::Mirror), encodes each update to JSON once and hands the shared
-//! bytes to every WebSocket client that needs them. One HTTP address serves:
+//! bytes to every WebSocket client that needs them. After the ring overflowed, the publish stage
+//! queues a copy of the TCP publisher's mirror through [`WsTap::resync`], which replaces the
+//! bridge's books. One HTTP address serves:
 //!
 //! - `GET /`: the web terminal page (with `/terminal.js` and `/terminal.css`);
 //! - `GET /ws`: the WebSocket (JSON messages, see `docs/protocol.md`, "WebSocket and SSE");
@@ -35,7 +37,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-pub use tap::WsTap;
+pub use tap::{ResyncOutcome, WsTap};
 
 /// Settings of the WebSocket/SSE server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,8 @@ pub struct WsStats {
     pub conflated: u64,
     /// Envelopes the tap dropped because the ring was full.
     pub dropped: u64,
+    /// Copies of the publisher's books the bridge applied after the ring overflowed.
+    pub resyncs: u64,
     /// Read errors, binary messages, invalid JSON, invalid requests and unknown symbols.
     pub protocol_errors: u64,
     /// Requests rejected with 401 for a missing or wrong token.
@@ -238,6 +242,7 @@ impl WsServer {
             bytes_sent: load(&c.bytes_sent),
             conflated: load(&c.conflated),
             dropped: load(&self.tap.dropped),
+            resyncs: load(&self.tap.resyncs),
             protocol_errors: load(&c.protocol_errors),
             auth_failures: load(&c.auth_failures),
             origin_rejections: load(&c.origin_rejections),

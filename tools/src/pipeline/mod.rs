@@ -170,6 +170,10 @@ impl Pipeline {
             "origin_rejections": stats.origin_rejections,
             "over_capacity": stats.over_capacity,
             "slow_client_disconnects": stats.slow_client_disconnects,
+            "resyncs": stats.resyncs,
+            "client_pauses": stats.client_pauses,
+            "client_resumes": stats.client_resumes,
+            "paused_updates": stats.paused_updates,
         });
         if let Ok(mut extra) = self.shared.extra_stats.lock() {
             extra.insert("web".into(), value);

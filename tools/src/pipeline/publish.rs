@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mdfh_feed::udp::monotonic_ns;
 use mdfh_publisher::protocol::SlowConsumerPolicy;
-use mdfh_publisher::ws::WsTap;
+use mdfh_publisher::ws::{ResyncOutcome, WsTap};
 use mdfh_publisher::{Envelope, Publisher, PublisherConfig};
 
 use super::ring::Consumer;
@@ -76,6 +76,19 @@ impl PublishStage {
             last_counters_ns: 0,
             last_errors: 0,
             last_active: 0,
+        }
+    }
+
+    /// Sends the WebSocket bridge a copy of the publisher's books after its ring dropped
+    /// envelopes. Called once per cycle, after the batch, so the copy reflects every envelope
+    /// handed to both. A ring that is still full gets the copy on a later cycle.
+    fn resync_web(&mut self) {
+        let Some(web) = &mut self.web else { return };
+        if !web.resync_needed() {
+            return;
+        }
+        if web.resync(&self.publisher) == ResyncOutcome::Queued {
+            tracing::info!(dropped = web.dropped(), "WebSocket bridge ring overflowed; resync queued");
         }
     }
 
@@ -151,6 +164,7 @@ impl Agent for PublishStage {
             self.batch[taken] = (envelope.recv_ns, envelope.booked_ns);
             taken += 1;
         }
+        self.resync_web();
         let io_work = self.publisher.poll_io(Instant::now());
         let now = monotonic_ns();
         // The writes of this cycle's events have completed (or been queued for subscribers whose
