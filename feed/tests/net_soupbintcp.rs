@@ -281,6 +281,24 @@ fn garbage_from_server_is_malformed_frame() {
 }
 
 #[test]
+fn login_accepted_at_invalid_sequence_fails() {
+    let replies = vec![login_accepted("SESSION", 0), login_accepted("SESSION", u64::MAX)];
+    let (addr, fake) = fake_server(replies);
+    let mut client = SoupClient::new(client_config(addr)).unwrap();
+    let mut received = Vec::new();
+    let mut errors = Vec::new();
+    for expected in 1..=2 {
+        poll_until(&mut client, &mut received, "an invalid login sequence", |c, _| c.counters().malformed_frames >= expected);
+        errors.push(client.last_error().cloned());
+    }
+    assert!(matches!(errors[0], Some(SoupError::InvalidLoginSequence { sequence: 0, .. })), "{:?}", errors[0]);
+    assert!(matches!(errors[1], Some(SoupError::InvalidLoginSequence { sequence: u64::MAX, .. })), "{:?}", errors[1]);
+    assert!(received.is_empty());
+    assert_eq!(client.counters().logins, 0);
+    assert_eq!(fake.join().unwrap().len(), 2);
+}
+
+#[test]
 fn silent_server_times_out_and_resumes() {
     // Login Accepted names session FAKE and sequence 5, then the fake server sends nothing more.
     let (addr, fake) = fake_server(vec![login_accepted("FAKE", 5), login_accepted("FAKE", 5)]);

@@ -1022,3 +1022,27 @@ fn gap_accounting_covers_merges_and_resets() {
     assert_eq!(sequencer.open_gaps(), 0);
     assert_gaps_accounted(&sequencer, "after reset");
 }
+
+#[test]
+fn gap_filled_from_below_is_not_given_up() {
+    // A packet within the jump bound but far ahead (forged, or early) opens a gap that the line
+    // keeps filling from below: nothing is given up while it does, however long it takes.
+    let mut out = Recorder::new();
+    let mut sequencer = started(config(), &mut out);
+    let packets = build_packets(1, 401, &mut || 1);
+    for packet in &packets[..10] {
+        assert!(feed(&mut sequencer, Origin::Line(0), packet, &mut out));
+    }
+    let far = build_packets(400, 401, &mut || 1);
+    assert!(feed(&mut sequencer, Origin::Line(1), &far[0], &mut out));
+    // One message every 20 ms: 390 messages take 7.8 s, beyond give_up_ns.
+    for packet in &packets[10..399] {
+        out.now_ns += 20 * MS;
+        sequencer.poll(out.now_ns, &mut out);
+        assert!(feed(&mut sequencer, Origin::Line(0), packet, &mut out));
+    }
+    let counters = *sequencer.counters();
+    assert_eq!(counters.gave_up, 0, "events: {:?}", out.events);
+    assert_eq!(out.delivered, all(400));
+    assert_eq!(out.tracker.counters().gaps, 0);
+}

@@ -113,8 +113,8 @@ pub struct RecoverySection {
     pub request_timeout_ms: u64,
     /// Upper bound of the doubling wait, in milliseconds.
     pub max_backoff_ms: u64,
-    /// Age of a gap, in milliseconds, after which retransmission is abandoned for the fallback,
-    /// or, without one, the books are marked stale.
+    /// Time in milliseconds a gap may go without progress (no message applied) before
+    /// retransmission is abandoned for the fallback, or, without one, the books are marked stale.
     pub give_up_ms: u64,
     /// A SoupBinTCP server to replay unfilled gaps from; none marks the books stale instead.
     pub fallback: Option<SocketAddr>,
@@ -126,8 +126,8 @@ pub struct RecoverySection {
     /// A line without a packet for this long, in milliseconds, is reported silent.
     pub line_silence_ms: u64,
     /// A packet whose sequence is more than this many messages past the highest one seen is
-    /// dropped until a second packet confirms the jump, so one forged packet cannot move the
-    /// feed ahead.
+    /// dropped until a second packet confirms the jump, so one forged or corrupted packet cannot
+    /// move the feed far ahead.
     pub max_jump_messages: u64,
 }
 

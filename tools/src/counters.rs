@@ -76,7 +76,8 @@ pub struct FeedCounters {
     pub ring_full_waits: Counter,
     /// SoupBinTCP: connections made.
     pub soup_connects: Counter,
-    /// SoupBinTCP: connections lost (closed by the server, silent too long, or malformed data).
+    /// SoupBinTCP: connections lost (closed by the server, silent too long, malformed or
+    /// unexpected data, or a rejected login).
     pub soup_disconnects: Counter,
 }
 

@@ -616,3 +616,27 @@ fn sequence_below_window_counted_backwards() {
     exchange.handler.wait_counter("lines.0.heartbeats", 1);
     exchange.stop();
 }
+
+#[test]
+fn forged_session_change_marks_books_stale() {
+    let exchange = Exchange::start(Feed::load("forged_session_change", 1), "retransmit = \"{server}\"\ngive_up_ms = 200\n");
+    let half = exchange.feed.packet_count() / 2;
+    exchange.send_line(0..half, None);
+    let (first, end) = exchange.feed.range(half);
+    exchange.handler.wait_counter("feed.messages", first - 1);
+
+    // Three packets of another session in a row: the tracker takes it for a session change.
+    for _ in 0..3 {
+        exchange.send_on_line(&exchange.feed.packet(OTHER_SESSION, first, end));
+    }
+    exchange.handler.wait_counter("feed.session_changes", 1);
+    // The real session goes on: its packets are now late packets of a replaced session, and
+    // enough of them make the handler doubt the change.
+    for _ in 0..2 {
+        exchange.send_line(half..exchange.feed.packet_count(), None);
+    }
+    exchange.handler.process.stderr.wait_for(&["packets of the replaced MoldUDP64 session keep arriving"]);
+    wait_books_stale(&exchange.handler);
+    exchange.subscriber.stderr.wait_for(&["mdfh subscribe: feed quality stale"]);
+    exchange.stop();
+}

@@ -374,12 +374,17 @@ impl SoupClient {
             match (self.state, packet) {
                 (ClientState::Active, ServerPacket::SequencedData(message)) => {
                     f(SoupEvent::Message { sequence: self.next_sequence, message, recv_ns });
-                    self.next_sequence += 1;
+                    // The login sequence is at most MAX_SEQUENCE, so this cannot reach u64::MAX
+                    // in any real session; saturating keeps a hostile stream from wrapping it.
+                    self.next_sequence = self.next_sequence.saturating_add(1);
                     self.counters.messages += 1;
                 }
                 (_, ServerPacket::Heartbeat) => self.counters.heartbeats_received += 1,
                 (_, ServerPacket::Debug(_)) => self.counters.debug_packets += 1,
                 (ClientState::LoggingIn, ServerPacket::LoginAccepted { session, sequence }) => {
+                    if sequence == 0 || sequence > crate::session::MAX_SEQUENCE {
+                        break Some(SoupError::InvalidLoginSequence { addr: self.config.server, sequence });
+                    }
                     if self.ended_session == Some(session) {
                         self.counters.ended_session_logins += 1;
                         break Some(SoupError::SessionEnded { addr: self.config.server, session });

@@ -54,6 +54,9 @@ pub enum SoupError {
     #[error("server {addr} accepted a login to session {}, which ended, so the client waits for the next session", frame::trim(session).escape_ascii())]
     SessionEnded { addr: SocketAddr, session: SessionId },
 
+    #[error("server {addr} accepted the login at sequence number {sequence}, which is 0 or beyond any real session")]
+    InvalidLoginSequence { addr: SocketAddr, sequence: u64 },
+
     #[error("connecting to {addr} failed: {kind}")]
     Connect { addr: SocketAddr, kind: io::ErrorKind },
 
@@ -76,6 +79,7 @@ impl SoupError {
                 | SoupError::UnknownType { .. }
                 | SoupError::WrongLength { .. }
                 | SoupError::InvalidNumber { .. }
+                | SoupError::InvalidLoginSequence { .. }
         )
     }
 }

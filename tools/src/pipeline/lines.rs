@@ -64,6 +64,9 @@ struct Limits {
     gap: RateLimit,
     gave_up: RateLimit,
     response: RateLimit,
+    stray: RateLimit,
+    malformed: RateLimit,
+    socket: RateLimit,
     request: RateLimit,
     fallback: RateLimit,
     fallback_info: RateLimit,
@@ -230,7 +233,7 @@ impl Lines {
                     Err(error) => {
                         // ICMP port unreachable from a server that is down surfaces here.
                         let now = monotonic_ns();
-                        warn_limited!(out.limits.response, now, %error, server = %link.server, "retransmission socket error");
+                        warn_limited!(out.limits.socket, now, %error, server = %link.server, "retransmission socket error");
                         break;
                     }
                 }
@@ -369,14 +372,14 @@ fn on_response(datagram: &[u8], from: SocketAddr, server: SocketAddr, recv_ns: u
     let recovery = &out.decoder.shared.counters.recovery;
     if from != server {
         recovery.stray_datagrams.incr();
-        warn_limited!(out.limits.response, recv_ns, %from, %server, "dropped a datagram on the retransmission socket from an address other than the server");
+        warn_limited!(out.limits.stray, recv_ns, %from, %server, "dropped a datagram on the retransmission socket from an address other than the server");
         return;
     }
     let header = match moldudp64::parse(datagram).and_then(|packet| packet.check_blocks().map(|()| packet.header)) {
         Ok(header) => header,
         Err(error) => {
             recovery.malformed_responses.incr();
-            warn_limited!(out.limits.response, recv_ns, %error, %from, "dropped a malformed retransmission response");
+            warn_limited!(out.limits.malformed, recv_ns, %error, %from, "dropped a malformed retransmission response");
             return;
         }
     };

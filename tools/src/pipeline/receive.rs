@@ -21,6 +21,9 @@ use crate::latency::{LatencyRecorder, Stage};
 use crate::ratelimit::RateLimit;
 use crate::{info_limited, warn_limited};
 
+/// Late packets of a replaced session after which the change is doubted and the books marked stale.
+const REPLACED_SESSION_ALARM: u64 = 100;
+
 /// Where stage 1 reads from.
 pub enum Source {
     /// MoldUDP64 datagrams, unicast or multicast.
@@ -73,6 +76,8 @@ pub(super) struct Decoder {
     limits: Limits,
     latency: LatencyRecorder,
     record: Option<Recording>,
+    /// Packets of a replaced session since the last session change.
+    replaced_session_packets: u64,
 }
 
 /// The recording tap of stage 1, with what it needs to stamp each datagram.
@@ -98,6 +103,7 @@ impl ReceiveStage {
                 limits: Limits::default(),
                 latency: LatencyRecorder::new(shared.latency[Stage::Decode as usize].clone()),
                 record,
+                replaced_session_packets: 0,
                 shared,
             },
         }
@@ -193,7 +199,11 @@ impl Decoder {
         let header = packet.header;
         // Servers repeat the end of session (and line B repeats line A): log only the first.
         let already_ended = self.tracker.is_ended() && self.tracker.session() == Some(header.session);
-        match self.tracker.on_packet(&header.session, header.sequence, header.count) {
+        let action = self.tracker.on_packet(&header.session, header.sequence, header.count);
+        if matches!(action, PacketAction::NewSession { .. }) {
+            self.replaced_session_packets = 0;
+        }
+        match action {
             PacketAction::Deliver { skip } => {
                 self.counters().duplicate_messages.add(u64::from(skip));
                 self.deliver(&packet, skip, recv_ns);
@@ -235,6 +245,9 @@ impl Decoder {
             }
             PacketAction::ForeignSession | PacketAction::StaleSession => {
                 self.counters().foreign_session_packets.incr();
+                if matches!(action, PacketAction::StaleSession) {
+                    self.on_replaced_session_packet();
+                }
                 warn_limited!(
                     self.limits.foreign_session, recv_ns,
                     session = %header.session.escape_ascii(),
@@ -297,6 +310,23 @@ impl Decoder {
             self.limits.kernel_drops, now, line, total, new = total.saturating_sub(previous),
             "the kernel dropped datagrams because the socket receive buffer was full; raise input.recv_buffer_bytes (and net.core.rmem_max)"
         );
+    }
+
+    /// Counts a late packet of a session the tracker replaced. A few come after every real
+    /// session change; a steady stream means the old session is still live and the change was
+    /// forged or mistaken, so the books are marked stale (once per change) and an error logged.
+    fn on_replaced_session_packet(&mut self) {
+        self.replaced_session_packets += 1;
+        if self.replaced_session_packets != REPLACED_SESSION_ALARM {
+            return;
+        }
+        let next = self.tracker.next_expected();
+        tracing::error!(
+            packets = REPLACED_SESSION_ALARM,
+            session = %self.tracker.session().map(|s| s.escape_ascii().to_string()).unwrap_or_default(),
+            "packets of the replaced MoldUDP64 session keep arriving, so the session change may be forged; books marked stale"
+        );
+        self.push(FeedItem::Gap { first: next, count: 0 });
     }
 
     /// Counts and logs a packet of line `line` dropped whole because it cannot be framed.
@@ -449,7 +479,7 @@ impl Decoder {
     fn on_soup_counters(&mut self, client: &SoupClient) {
         let counters = client.counters();
         let feed = &self.shared.counters.feed;
-        let disconnects = counters.disconnects + counters.timeouts + counters.malformed_frames;
+        let disconnects = counters.disconnects + counters.timeouts + counters.malformed_frames + counters.login_rejects + counters.unexpected_packets;
         if counters.connects != feed.soup_connects.get() || disconnects != feed.soup_disconnects.get() {
             feed.soup_connects.set(counters.connects);
             feed.soup_disconnects.set(disconnects);

@@ -107,6 +107,8 @@ pub struct Sequencer {
     fallback_since: Option<u64>,
     /// Time before which `poll` has nothing to do, in ns.
     poll_at: u64,
+    /// When `next` last advanced, in ns.
+    advanced_ns: u64,
     counters: SequencerCounters,
 }
 
@@ -136,6 +138,7 @@ impl Sequencer {
             pending_end: None,
             fallback_since: None,
             poll_at: u64::MAX,
+            advanced_ns: 0,
             counters: SequencerCounters::default(),
             config,
         }
@@ -197,6 +200,7 @@ impl Sequencer {
         self.horizon = next;
         self.recovering = false;
         self.poll_at = u64::MAX;
+        self.advanced_ns = 0;
     }
 
     /// Takes one packet of the current session (the owner passes packets of other sessions
@@ -290,7 +294,9 @@ impl Sequencer {
         }
 
         if let Some(oldest) = self.gaps.front() {
-            let deadline = oldest.detected_ns.saturating_add(self.config.give_up_ns);
+            // Counted from the last advance too: while the lines keep filling the oldest gap from
+            // below (a far packet, forged or real, opened it), nothing is abandoned.
+            let deadline = oldest.detected_ns.max(self.advanced_ns).saturating_add(self.config.give_up_ns);
             if now_ns >= deadline {
                 self.abandon_retransmission(None, now_ns, out);
                 return;
@@ -568,6 +574,7 @@ impl Sequencer {
 
     /// Updates gaps, requests, the end of session and the recovery state after `next` moved.
     fn after_advance(&mut self, now_ns: u64, out: &mut impl SequencerOutput) {
+        self.advanced_ns = now_ns;
         self.close_filled_gaps(now_ns, out);
         let outstanding = self.requests.len();
         let next = self.next;
