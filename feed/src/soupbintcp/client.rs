@@ -56,8 +56,8 @@ pub struct SoupClientConfig {
 
 impl SoupClientConfig {
     /// Returns the settings for `server` with blank credentials, any session (following new
-    /// sessions), sequence 1, the
-    /// protocol's usual 1 s heartbeat and 15 s timeout, and reconnect waits from 100 ms to 5 s.
+    /// sessions), sequence 1, the protocol's usual 1 s heartbeat and 15 s timeout, and reconnect
+    /// waits from 100 ms to 5 s.
     pub fn new(server: SocketAddr) -> Self {
         SoupClientConfig {
             server,
