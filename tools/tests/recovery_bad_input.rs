@@ -640,3 +640,19 @@ fn forged_session_change_marks_books_stale() {
     exchange.subscriber.stderr.wait_for(&["mdfh subscribe: feed quality stale"]);
     exchange.stop();
 }
+
+#[test]
+fn late_join_is_recovered() {
+    let exchange = Exchange::start(Feed::load("late_join", 1), "retransmit = \"{server}\"\ngive_up_ms = 10000\n");
+    // The handler starts listening after the first four packets went out.
+    let joined = 4;
+    let (join_first, _) = exchange.feed.range(joined);
+    exchange.send_line(joined..exchange.feed.packet_count(), None);
+    let from = exchange.expect_request(1, u16::try_from(join_first - 1).unwrap_or(u16::MAX));
+    exchange.respond(&exchange.feed.packet(SESSION, 1, join_first), from);
+    let stats = exchange.handler.wait_published(exchange.feed.total());
+    assert_counters(&stats, &["feed.gaps", "feed.messages_missed", "recovery.gave_up"], 0);
+    assert_eq!(counter(&stats, "recovery.retransmitted_messages"), Some(join_first - 1), "stats {stats}");
+    assert!(stale_flags(&stats).iter().all(|stale| !stale), "no book stale: {stats}");
+    exchange.stop_and_compare();
+}

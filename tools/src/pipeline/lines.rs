@@ -92,6 +92,8 @@ pub struct Lines {
     never_heard: [bool; 2],
     /// When the request socket was last read.
     last_response_read_ns: u64,
+    /// `max_jump_messages`: also the most messages a late join recovers.
+    max_jump: u64,
 }
 
 impl Lines {
@@ -169,6 +171,7 @@ impl Lines {
             started_ns: None,
             never_heard: [false; 2],
             last_response_read_ns: 0,
+            max_jump: config.max_jump_messages,
         })
     }
 
@@ -195,6 +198,7 @@ impl Lines {
             started_ns,
             never_heard,
             last_response_read_ns,
+            max_jump,
         } = self;
         let recorder = recovery_time.get_or_insert_with(|| LatencyRecorder::new(decoder.shared.recovery_time.clone()));
         let mut command = None;
@@ -203,7 +207,7 @@ impl Lines {
         for (line, receiver) in receivers.iter_mut() {
             let line = *line;
             let Some(line_stats) = stats.get_mut(line) else { continue };
-            match receiver.recv_batch(|datagram, recv_ns| on_line_packet(line, datagram, recv_ns, line_stats, sequencer, &mut out)) {
+            match receiver.recv_batch(|datagram, recv_ns| on_line_packet(line, datagram, recv_ns, line_stats, sequencer, *max_jump, &mut out)) {
                 Ok(n) => {
                     work += n;
                     if let Some(drops) = receiver.kernel_drops() {
@@ -328,7 +332,15 @@ fn recorder_flush(recorder: &mut Option<LatencyRecorder>, now: u64, force: bool)
 }
 
 /// Handles one datagram of line `line`.
-fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineStats, sequencer: &mut Sequencer, out: &mut Out<'_>) {
+fn on_line_packet(
+    line: usize,
+    datagram: &[u8],
+    recv_ns: u64,
+    stats: &mut LineStats,
+    sequencer: &mut Sequencer,
+    max_jump: u64,
+    out: &mut Out<'_>,
+) {
     let header = match moldudp64::parse(datagram).and_then(|packet| packet.check_blocks().map(|()| packet.header)) {
         Ok(header) => header,
         Err(error) => {
@@ -338,6 +350,11 @@ fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineSt
             return;
         }
     };
+    if sequencer.session().is_none() && out.decoder.tracker.session().is_none() && is_recoverable_join(&header, max_jump) {
+        // Joined after the session started: the messages before this packet are recovered like
+        // any gap (requests, then the fallback), so the books can start complete.
+        sequencer.reset(header.session, 1, false, out);
+    }
     if sequencer.session() == Some(header.session) {
         // The tracker does not see packets the sequencer holds; tell it one of its session came.
         out.decoder.tracker.clear_candidate();
@@ -365,6 +382,15 @@ fn on_line_packet(line: usize, datagram: &[u8], recv_ns: u64, stats: &mut LineSt
     if sequencer.session() == Some(header.session) {
         stats.observe(&header.session, header.sequence, header.count, recv_ns);
     }
+}
+
+/// Returns whether the first packet seen, `header`, starts late in its session by at most
+/// `max_jump` messages, so that the messages before it are worth recovering.
+fn is_recoverable_join(header: &PacketHeader, max_jump: u64) -> bool {
+    header.count != moldudp64::END_OF_SESSION
+        && header.sequence > 1
+        && header.sequence <= mdfh_feed::session::MAX_SEQUENCE
+        && header.sequence - 1 <= max_jump
 }
 
 /// Handles one datagram from the request socket.
