@@ -1,7 +1,7 @@
-//! Recovery end to end on 127.0.0.1: `mdfh sim` sends the real LOBSTER AAPL sample on lines A and
-//! B with seeded faults, serves retransmission requests and a SoupBinTCP fallback; `mdfh run`
-//! recovers, and a subscriber's book must pass through every book of a lossless `mdfh book` of
-//! the same file and end on its last. The handler's per-line counters must equal the faults the
+//! Recovery end to end on 127.0.0.1. `mdfh sim` sends the real LOBSTER AAPL sample on lines A and
+//! B with seeded faults, and serves retransmission requests and a SoupBinTCP fallback. `mdfh run`
+//! recovers. A subscriber's book must pass through every book of a lossless `mdfh book` of the
+//! same file and end on its last, and the handler's per-line counters must equal the faults the
 //! simulator reports having injected.
 
 mod support;
@@ -262,9 +262,9 @@ fn gap_beyond_window_uses_soupbintcp() {
     assert!(counter(&stats, "recovery.fallbacks").unwrap_or(0) >= 1, "stats {stats}");
 }
 
-/// One million synthetic messages over four instruments, 1% loss, 0.5% reordering and 1%
-/// duplication on both lines: every message recovered, the counters equal the injected faults,
-/// and a subscriber that joins at the end gets the books a lossless `mdfh book` ends with.
+/// One million synthetic messages over four instruments, with 1% loss, 0.5% reordering and 1%
+/// duplication on both lines. Every message is recovered and the counters equal the injected
+/// faults. A subscriber that joins at the end gets the books a lossless `mdfh book` ends with.
 #[test]
 fn million_message_flow_recovers() {
     let dir = temp_dir("recovery_million_flow");
@@ -308,7 +308,7 @@ fn million_message_flow_recovers() {
 }
 
 /// Runs a scenario whose losses cannot be recovered and checks that the books are flagged stale
-/// and that the subscriber is told.
+/// and that the subscriber receives the quality change.
 fn assert_unrecoverable_is_stale(scenario: &Scenario<'_>) -> Value {
     let mut run = run(scenario, None);
     let report = run.report.clone();
@@ -369,7 +369,8 @@ fn embedded_simulator_feeds_both_lines() {
 }
 
 /// A receive buffer far too small for a full-speed sender: the kernel drops datagrams, and the
-/// handler counts them (Linux reports the count with each datagram) and sees the gaps they leave.
+/// handler counts them (Linux reports the count with each datagram) and detects the gaps they
+/// leave.
 #[test]
 fn kernel_drops_are_counted() {
     let dir = temp_dir("recovery_kernel_drops");

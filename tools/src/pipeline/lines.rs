@@ -49,7 +49,7 @@ struct Fallback {
     problems_seen: u64,
 }
 
-/// What the sequencer asked of the fallback during one call.
+/// Fallback action requested by the sequencer during one call.
 #[derive(Clone, Copy)]
 enum FallbackCommand {
     Start { session: SessionId, first: u64 },
@@ -118,7 +118,7 @@ impl Lines {
         });
         let request = match config.retransmit {
             Some(server) => {
-                // Answers come back to the address the requests leave from.
+                // Responses return to the address the requests are sent from.
                 let bind = SocketAddr::new(
                     match (server.is_ipv4(), server.ip().is_loopback()) {
                         (true, true) => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -220,72 +220,15 @@ impl Lines {
                 }
             }
         }
-        // Responses come only while a gap is open; otherwise the socket is read now and then,
-        // to count and clear stray datagrams, and the loop saves a system call.
-        let read_responses = sequencer.is_recovering() || monotonic_ns().saturating_sub(*last_response_read_ns) >= IDLE_RESPONSE_READ_NS;
-        if let Some(link) = request.as_ref().filter(|_| read_responses) {
+        // Responses arrive only while a gap is open. Otherwise the socket is read every 10 ms to
+        // count and clear stray datagrams, which saves a system call per loop.
+        let responses_due = sequencer.is_recovering() || monotonic_ns().saturating_sub(*last_response_read_ns) >= IDLE_RESPONSE_READ_NS;
+        if let Some(link) = request.as_ref().filter(|_| responses_due) {
             *last_response_read_ns = monotonic_ns();
-            for _ in 0..RESPONSES_PER_POLL {
-                match link.socket.recv_from(response_buf) {
-                    Ok((len, from)) => {
-                        work += 1;
-                        let recv_ns = monotonic_ns();
-                        let datagram = response_buf.get(..len).unwrap_or_default();
-                        on_response(datagram, from, link.server, recv_ns, sequencer, &mut out);
-                    }
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(error) => {
-                        // ICMP port unreachable from a server that is down surfaces here.
-                        let now = monotonic_ns();
-                        warn_limited!(out.limits.socket, now, %error, server = %link.server, "retransmission socket error");
-                        break;
-                    }
-                }
-            }
+            work += read_responses(link, response_buf, sequencer, &mut out);
         }
         if let Some(fallback) = fallback.as_mut() {
-            if let Some(client) = fallback.client.as_mut() {
-                let session = sequencer.session().unwrap_or([b' '; 10]);
-                let requested = fallback.first;
-                // A server that logs the fallback in to another session, or past the first
-                // missing message, cannot fill the gap: nothing it sends is applied.
-                let mut refused: Option<(SessionId, u64)> = None;
-                work += client.poll_events(monotonic_ns(), |event| match event {
-                    SoupEvent::LoginAccepted { session: accepted, sequence } => {
-                        if accepted != session || sequence > requested {
-                            refused = Some((accepted, sequence));
-                        }
-                    }
-                    SoupEvent::SessionEnded { session: ended, next_sequence } => refused = Some((ended, next_sequence)),
-                    SoupEvent::Message { sequence, message, recv_ns } => {
-                        if refused.is_none() && wrap_message(wrap, session, sequence, message) {
-                            let header = PacketHeader { session, sequence, count: 1 };
-                            sequencer.on_packet(Origin::Fallback, &header, wrap, recv_ns, monotonic_ns(), &mut out);
-                        }
-                    }
-                });
-                if let Some((accepted, sequence)) = refused {
-                    out.decoder.shared.counters.recovery.fallback_failures.incr();
-                    let now = monotonic_ns();
-                    warn_limited!(
-                        out.limits.fallback, now,
-                        server = %fallback.template.server,
-                        expected_session = %session.escape_ascii(), session = %accepted.escape_ascii(),
-                        requested, sequence,
-                        "the SoupBinTCP fallback cannot replay the gap (another session, a later start, or the session ended); giving up"
-                    );
-                    sequencer.fallback_failed(now, &mut out);
-                }
-                let c = client.counters();
-                let problems = c.connect_failures + c.login_rejects + c.disconnects + c.timeouts + c.malformed_frames;
-                if problems != fallback.problems_seen {
-                    out.decoder.shared.counters.recovery.fallback_failures.add(problems.saturating_sub(fallback.problems_seen));
-                    fallback.problems_seen = problems;
-                    let now = monotonic_ns();
-                    let error = client.last_error().map(|e| e.to_string()).unwrap_or_default();
-                    warn_limited!(out.limits.fallback, now, error, server = %fallback.template.server, "SoupBinTCP fallback connection problem; retrying");
-                }
-            }
+            work += poll_fallback(fallback, sequencer, wrap, &mut out);
         }
         let now = monotonic_ns();
         sequencer.poll(now, &mut out);
@@ -294,19 +237,9 @@ impl Lines {
         }
         let started = *started_ns.get_or_insert(now);
         // After the end of the session, silence is expected.
-        let ended = decoder.tracker.is_ended();
-        for &(line, _) in receivers.iter().filter(|_| !ended) {
-            let Some(line_stats) = stats.get_mut(line) else { continue };
-            let fell_silent = line_stats.check_silence(now, *silence_ns);
-            // A line that never delivered anything is reported once, a silence after start.
-            let never = line_stats.last_packet_ns().is_none() && !never_heard[line] && now.saturating_sub(started) >= *silence_ns;
-            if never {
-                never_heard[line] = true;
-            }
-            if fell_silent || never {
-                decoder.shared.counters.lines[line].silences.incr();
-                let what = if never { "feed line has sent nothing since start" } else { "feed line is silent" };
-                warn_limited!(limits.silence[line], now, line = LINE_NAMES[line], silent_ms = *silence_ns / 1_000_000, "{what}");
+        if !decoder.tracker.is_ended() {
+            for &(line, _) in receivers.iter() {
+                report_silence(line, stats, never_heard, started, now, *silence_ns, limits, decoder);
             }
         }
         if now.saturating_sub(*last_mirror_ns) >= MIRROR_EVERY_NS {
@@ -317,11 +250,108 @@ impl Lines {
         work
     }
 
-    /// Hands every held packet on (the tracker then sees the gaps) and flushes the figures; for
-    /// shutdown.
+    /// Copies the counters to the shared stats and flushes the recovery times, for shutdown.
     pub(super) fn close(&mut self, decoder: &mut Decoder) {
         mirror(&self.sequencer, &self.stats, decoder);
         recorder_flush(&mut self.recovery_time, monotonic_ns(), true);
+    }
+}
+
+/// Reads what the retransmission socket holds, up to [`RESPONSES_PER_POLL`] datagrams, and
+/// hands each to the sequencer. Returns the number read.
+fn read_responses(link: &RequestLink, response_buf: &mut [u8], sequencer: &mut Sequencer, out: &mut Out<'_>) -> usize {
+    let mut work = 0;
+    for _ in 0..RESPONSES_PER_POLL {
+        match link.socket.recv_from(response_buf) {
+            Ok((len, from)) => {
+                work += 1;
+                let recv_ns = monotonic_ns();
+                let datagram = response_buf.get(..len).unwrap_or_default();
+                on_response(datagram, from, link.server, recv_ns, sequencer, out);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => {
+                // ICMP port unreachable from a server that is down surfaces here.
+                let now = monotonic_ns();
+                warn_limited!(out.limits.socket, now, %error, server = %link.server, "retransmission socket error");
+                break;
+            }
+        }
+    }
+    work
+}
+
+/// Polls the fallback's SoupBinTCP client, when one runs: its messages go to the sequencer, and
+/// a login that cannot fill the gap, or a connection problem, is counted and logged. Returns the
+/// number of events handled.
+fn poll_fallback(fallback: &mut Fallback, sequencer: &mut Sequencer, wrap: &mut Vec<u8>, out: &mut Out<'_>) -> usize {
+    let Some(client) = fallback.client.as_mut() else { return 0 };
+    let session = sequencer.session().unwrap_or([b' '; 10]);
+    let requested = fallback.first;
+    // A server that logs the fallback in to another session, or past the first
+    // missing message, cannot fill the gap: nothing it sends is applied.
+    let mut refused: Option<(SessionId, u64)> = None;
+    let work = client.poll_events(monotonic_ns(), |event| match event {
+        SoupEvent::LoginAccepted { session: accepted, sequence } => {
+            if accepted != session || sequence > requested {
+                refused = Some((accepted, sequence));
+            }
+        }
+        SoupEvent::SessionEnded { session: ended, next_sequence } => refused = Some((ended, next_sequence)),
+        SoupEvent::Message { sequence, message, recv_ns } => {
+            if refused.is_none() && wrap_message(wrap, session, sequence, message) {
+                let header = PacketHeader { session, sequence, count: 1 };
+                sequencer.on_packet(Origin::Fallback, &header, wrap, recv_ns, monotonic_ns(), out);
+            }
+        }
+    });
+    if let Some((accepted, sequence)) = refused {
+        out.decoder.shared.counters.recovery.fallback_failures.incr();
+        let now = monotonic_ns();
+        warn_limited!(
+            out.limits.fallback, now,
+            server = %fallback.template.server,
+            expected_session = %session.escape_ascii(), session = %accepted.escape_ascii(),
+            requested, sequence,
+            "the SoupBinTCP fallback cannot replay the gap (another session, a later start, or the session ended); giving up"
+        );
+        sequencer.fallback_failed(now, out);
+    }
+    let c = client.counters();
+    let problems = c.connect_failures + c.login_rejects + c.disconnects + c.timeouts + c.malformed_frames;
+    if problems != fallback.problems_seen {
+        out.decoder.shared.counters.recovery.fallback_failures.add(problems.saturating_sub(fallback.problems_seen));
+        fallback.problems_seen = problems;
+        let now = monotonic_ns();
+        let error = client.last_error().map(|e| e.to_string()).unwrap_or_default();
+        warn_limited!(out.limits.fallback, now, error, server = %fallback.template.server, "SoupBinTCP fallback connection problem; retrying");
+    }
+    work
+}
+
+/// Counts and logs line `line` when it falls silent, or when it has sent nothing a silence
+/// after start (reported once).
+#[allow(clippy::too_many_arguments)]
+fn report_silence(
+    line: usize,
+    stats: &mut [LineStats; 2],
+    never_heard: &mut [bool; 2],
+    started: u64,
+    now: u64,
+    silence_ns: u64,
+    limits: &mut Limits,
+    decoder: &Decoder,
+) {
+    let Some(line_stats) = stats.get_mut(line) else { return };
+    let fell_silent = line_stats.check_silence(now, silence_ns);
+    let never = line_stats.last_packet_ns().is_none() && !never_heard[line] && now.saturating_sub(started) >= silence_ns;
+    if never {
+        never_heard[line] = true;
+    }
+    if fell_silent || never {
+        decoder.shared.counters.lines[line].silences.incr();
+        let what = if never { "feed line has sent nothing since start" } else { "feed line is silent" };
+        warn_limited!(limits.silence[line], now, line = LINE_NAMES[line], silent_ms = silence_ns / 1_000_000, "{what}");
     }
 }
 
@@ -344,8 +374,8 @@ fn on_line_packet(
     let header = match moldudp64::parse(datagram).and_then(|packet| packet.check_blocks().map(|()| packet.header)) {
         Ok(header) => header,
         Err(error) => {
-            // Dropped whole, so the sequencer sees a gap that the other line or a retransmission
-            // can fill, rather than applying part of the packet.
+            // Dropped whole, so the sequencer detects a gap that the other line or a
+            // retransmission can fill, rather than applying part of the packet.
             out.decoder.reject_packet(&error, datagram.len(), recv_ns, LINE_NAMES[line]);
             return;
         }
