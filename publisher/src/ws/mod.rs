@@ -19,9 +19,9 @@
 //! drains; see `bridge`), so it costs the bridge one flag check per event routed to it.
 //!
 //! NOTE: every client task runs on the bridge's single runtime thread. In `cargo bench -p
-//! mdfh-benches --bench ws_load` on 2 shared cores, ten stalled clients among a hundred changed
-//! the others' P99 by +2.6% (median of 15 paired rounds), but 7-round runs ranged from -5% to
-//! +16%, so the 10% target is met only within that machine's noise.
+//! mdfh-benches --bench ws_load` on 2 cores, ten stalled clients among a hundred changed the
+//! others' P99 by +6.4% (median of 9 paired rounds on a quiet machine), but single rounds range
+//! from -26% to +79%, so the 10% target is met only within that machine's noise.
 
 mod bridge;
 mod http;
