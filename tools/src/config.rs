@@ -109,7 +109,8 @@ pub struct RecoverySection {
     /// Wait after a gap opens before the first request, in microseconds, so that line B or a
     /// reordered packet can fill it first.
     pub request_delay_us: u64,
-    /// Wait for an answer before asking again, in milliseconds; doubles on each retry.
+    /// Wait for a response before a request is sent again, in milliseconds. It doubles on each
+    /// retry.
     pub request_timeout_ms: u64,
     /// Upper bound of the doubling wait, in milliseconds.
     pub max_backoff_ms: u64,

@@ -139,7 +139,7 @@ pub struct RecoveryCounters {
     pub messages_given_up: Counter,
     /// Packets that did not fit the hold-back buffer.
     pub buffer_overflows: Counter,
-    /// Responses that answer no outstanding request, name another session, or repeat messages
+    /// Responses that match no outstanding request, name another session, or repeat messages
     /// already applied.
     pub unrequested_responses: Counter,
     pub foreign_responses: Counter,
@@ -165,7 +165,7 @@ pub struct RecoveryCounters {
     pub reset_gaps: Counter,
 }
 
-/// What one line (A or B) delivered, independent of the other.
+/// Counts of what one line (A or B) delivered, independent of the other.
 #[derive(Debug, Default, Serialize)]
 pub struct LineCounters {
     pub packets: Counter,

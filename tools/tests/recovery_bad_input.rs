@@ -547,7 +547,7 @@ fn fallback_dropped_mid_replay_gives_up() {
 
 /// Runs a fallback whose Login Accepted cannot fill the gap: the handler applies none of its
 /// messages and gives up at once, long before the fallback timeout.
-fn assert_fallback_refused(name: &str, accept: fn(SessionId, u64) -> (SessionId, u64)) {
+fn assert_fallback_rejected(name: &str, accept: fn(SessionId, u64) -> (SessionId, u64)) {
     let feed = Feed::load(name, 1);
     let server = DroppingServer::start_accepting(feed.messages.clone(), feed.first_sequence, PER_PACKET, accept);
     let recovery = format!("fallback = \"{}\"\nfallback_timeout_ms = 600000\n", server.addr);
@@ -559,13 +559,13 @@ fn assert_fallback_refused(name: &str, accept: fn(SessionId, u64) -> (SessionId,
 }
 
 #[test]
-fn fallback_of_another_session_refused() {
-    assert_fallback_refused("fallback_other_session", |_, sequence| (OTHER_SESSION, sequence));
+fn fallback_of_another_session_rejected() {
+    assert_fallback_rejected("fallback_other_session", |_, sequence| (OTHER_SESSION, sequence));
 }
 
 #[test]
-fn fallback_starting_late_refused() {
-    assert_fallback_refused("fallback_starts_late", |session, sequence| (session, sequence + 3));
+fn fallback_starting_late_rejected() {
+    assert_fallback_rejected("fallback_starts_late", |session, sequence| (session, sequence + 3));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! A request is a 20-byte packet laid out like a MoldUDP64 header: the session (10 ASCII bytes),
 //! the sequence number of the first message wanted (u64, big-endian) and the number of messages
-//! wanted (u16, big-endian). The server answers with ordinary MoldUDP64 packets sent back to the
+//! wanted (u16, big-endian). The server responds with ordinary MoldUDP64 packets sent back to the
 //! requester's address.
 
 use crate::moldudp64::{SessionId, HEADER_LEN};
@@ -18,7 +18,7 @@ pub struct Request {
     pub count: u16,
 }
 
-/// Why bytes are not a request.
+/// Reason bytes are not a valid request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("retransmission request of {len} bytes; a request is {REQUEST_LEN} bytes")]

@@ -346,8 +346,8 @@ impl Bridge {
     }
 
     /// Sends a `status` message, which is never rate limited, to every subscriber of `locate`.
-    /// The reason of a stale status is "feed" when the pipeline marked the book, else
-    /// "bridge_overflow".
+    /// A stale status gives the reason "feed" when the pipeline marked the book, and
+    /// "bridge_overflow" otherwise.
     fn send_status(&mut self, locate: u16, feed_seq: u64) {
         let Some(ids) = self.routes.get(usize::from(locate)).filter(|ids| !ids.is_empty()) else {
             return;

@@ -204,6 +204,7 @@ impl Lines {
         let mut command = None;
         let mut work = 0;
         let mut out = Out { decoder, request: request.as_ref(), recorder, command: &mut command, limits };
+
         for (line, receiver) in receivers.iter_mut() {
             let line = *line;
             let Some(line_stats) = stats.get_mut(line) else { continue };
@@ -220,6 +221,7 @@ impl Lines {
                 }
             }
         }
+
         // Responses arrive only while a gap is open. Otherwise the socket is read every 10 ms to
         // count and clear stray datagrams, which saves a system call per loop.
         let responses_due = sequencer.is_recovering() || monotonic_ns().saturating_sub(*last_response_read_ns) >= IDLE_RESPONSE_READ_NS;
@@ -230,11 +232,13 @@ impl Lines {
         if let Some(fallback) = fallback.as_mut() {
             work += poll_fallback(fallback, sequencer, wrap, &mut out);
         }
+
         let now = monotonic_ns();
         sequencer.poll(now, &mut out);
         if let Some(command) = command {
             run_command(command, fallback.as_mut(), limits, decoder);
         }
+
         let started = *started_ns.get_or_insert(now);
         // After the end of the session, silence is expected.
         if !decoder.tracker.is_ended() {
@@ -242,6 +246,7 @@ impl Lines {
                 report_silence(line, stats, never_heard, started, now, *silence_ns, limits, decoder);
             }
         }
+
         if now.saturating_sub(*last_mirror_ns) >= MIRROR_EVERY_NS {
             *last_mirror_ns = now;
             mirror(sequencer, stats, decoder);
@@ -290,22 +295,23 @@ fn poll_fallback(fallback: &mut Fallback, sequencer: &mut Sequencer, wrap: &mut 
     let requested = fallback.first;
     // A server that logs the fallback in to another session, or past the first
     // missing message, cannot fill the gap: nothing it sends is applied.
-    let mut refused: Option<(SessionId, u64)> = None;
+    let mut rejected: Option<(SessionId, u64)> = None;
     let work = client.poll_events(monotonic_ns(), |event| match event {
         SoupEvent::LoginAccepted { session: accepted, sequence } => {
             if accepted != session || sequence > requested {
-                refused = Some((accepted, sequence));
+                rejected = Some((accepted, sequence));
             }
         }
-        SoupEvent::SessionEnded { session: ended, next_sequence } => refused = Some((ended, next_sequence)),
+        SoupEvent::SessionEnded { session: ended, next_sequence } => rejected = Some((ended, next_sequence)),
         SoupEvent::Message { sequence, message, recv_ns } => {
-            if refused.is_none() && wrap_message(wrap, session, sequence, message) {
+            if rejected.is_none() && wrap_message(wrap, session, sequence, message) {
                 let header = PacketHeader { session, sequence, count: 1 };
                 sequencer.on_packet(Origin::Fallback, &header, wrap, recv_ns, monotonic_ns(), out);
             }
         }
     });
-    if let Some((accepted, sequence)) = refused {
+
+    if let Some((accepted, sequence)) = rejected {
         out.decoder.shared.counters.recovery.fallback_failures.incr();
         let now = monotonic_ns();
         warn_limited!(
@@ -317,6 +323,7 @@ fn poll_fallback(fallback: &mut Fallback, sequencer: &mut Sequencer, wrap: &mut 
         );
         sequencer.fallback_failed(now, out);
     }
+
     let c = client.counters();
     let problems = c.connect_failures + c.login_rejects + c.disconnects + c.timeouts + c.malformed_frames;
     if problems != fallback.problems_seen {
@@ -350,8 +357,8 @@ fn report_silence(
     }
     if fell_silent || never {
         decoder.shared.counters.lines[line].silences.incr();
-        let what = if never { "feed line has sent nothing since start" } else { "feed line is silent" };
-        warn_limited!(limits.silence[line], now, line = LINE_NAMES[line], silent_ms = silence_ns / 1_000_000, "{what}");
+        let message = if never { "feed line has sent nothing since start" } else { "feed line is silent" };
+        warn_limited!(limits.silence[line], now, line = LINE_NAMES[line], silent_ms = silence_ns / 1_000_000, "{message}");
     }
 }
 
@@ -442,16 +449,16 @@ fn on_response(datagram: &[u8], from: SocketAddr, server: SocketAddr, recv_ns: u
     let before = *sequencer.counters();
     sequencer.on_packet(Origin::Retransmission, &header, datagram, recv_ns, monotonic_ns(), out);
     let after = sequencer.counters();
-    let refused = [
+    let drop_reasons = [
         (after.foreign_responses > before.foreign_responses, "of another session"),
         (after.unrequested_responses > before.unrequested_responses, "for a range not requested"),
         (after.late_responses > before.late_responses, "for messages already applied"),
     ];
-    if let Some((_, what)) = refused.iter().find(|(hit, _)| *hit) {
+    if let Some((_, reason)) = drop_reasons.iter().find(|(dropped, _)| *dropped) {
         warn_limited!(
             out.limits.response, recv_ns,
             session = %header.session.escape_ascii(), sequence = header.sequence, count = header.count,
-            "dropped a retransmission response {what}"
+            "dropped a retransmission response {reason}"
         );
     }
 }
@@ -525,6 +532,7 @@ fn mirror(sequencer: &Sequencer, stats: &[LineStats; 2], decoder: &Decoder) {
     r.unrequested_responses.set(c.unrequested_responses);
     r.foreign_responses.set(c.foreign_responses);
     r.late_responses.set(c.late_responses);
+
     r.reset_drops.set(c.reset_drops);
     r.oversized_packets.set(c.oversized_packets);
     r.implausible_packets.set(c.implausible_packets);
@@ -532,6 +540,7 @@ fn mirror(sequencer: &Sequencer, stats: &[LineStats; 2], decoder: &Decoder) {
     r.merged_gaps.set(c.merged_gaps);
     r.reset_gaps.set(c.reset_gaps);
     r.gaps_filled.set(c.gaps_filled);
+
     for (line, counters) in stats.iter().enumerate() {
         let l = counters.counters();
         let s = &shared.lines[line];

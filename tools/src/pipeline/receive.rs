@@ -313,8 +313,8 @@ impl Decoder {
     }
 
     /// Counts a late packet of a session the tracker replaced. A few come after every real
-    /// session change; a steady stream means the old session is still live and the change was
-    /// forged or mistaken, so the books are marked stale (once per change) and an error logged.
+    /// session change. A steady stream means that the old session is still live and the change
+    /// was forged or mistaken, so the books are marked stale (once per change) and an error logged.
     fn on_replaced_session_packet(&mut self) {
         self.replaced_session_packets += 1;
         if self.replaced_session_packets != REPLACED_SESSION_ALARM {

@@ -6,9 +6,12 @@
 //! requests are collections reserved to their bounds at construction. Time is passed in as
 //! monotonic nanoseconds, so behaviour is deterministic.
 //!
-//! Invariants: `next <= horizon`; every held packet has `sequence > next` and `end <= horizon`;
-//! held packets are ordered by sequence and none contains another, so both their sequences and
-//! their ends strictly increase; every missing message in `next..horizon` lies in an open gap.
+//! Invariants:
+//! - `next <= horizon`.
+//! - Every held packet has `sequence > next` and `end <= horizon`.
+//! - Held packets are ordered by sequence and none contains another, so both their sequences and
+//!   their ends strictly increase.
+//! - Every missing message in `next..horizon` lies in an open gap.
 //!
 //! Hostile input: a line packet or heartbeat that jumps more than `max_jump_messages` past the
 //! horizon is dropped until a second one confirms the jump (see `screen.rs`). Retransmission

@@ -26,9 +26,9 @@ pub struct SequencerConfig {
     pub request_timeout_ns: u64,
     /// Maximum wait between retries of one request, in ns.
     pub max_backoff_ns: u64,
-    /// Time in ns the oldest gap may go without progress (counted from its opening or from the
-    /// last advance of `next`, whichever is later) before retransmission is abandoned: the gap
-    /// goes to the fallback when there is one, otherwise the sequencer gives up on it.
+    /// Time in ns the oldest gap may go without progress before retransmission is abandoned.
+    /// It counts from the gap's opening or from the last advance of `next`, whichever is later.
+    /// The gap then goes to the fallback when there is one; otherwise the sequencer gives up.
     pub give_up_ns: u64,
     /// Whether a fallback (SoupBinTCP) exists.
     pub fallback: bool,
